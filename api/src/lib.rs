@@ -1,0 +1,9 @@
+//! Herald's HTTP API: tenants and tokens, webhooks, and event ingest
+//! (published to RabbitMQ with confirms before answering 202).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod startup;
+pub mod state;

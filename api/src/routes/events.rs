@@ -1,0 +1,227 @@
+//! Event ingest. An event is answered 202 only once the broker has
+//! confirmed it is stored; the dispatcher takes it from there. A repeated
+//! id (body `id` or `Idempotency-Key`) is answered 202 with the same id,
+//! and the first payload stands (the dispatcher deduplicates).
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+use herald_shared::amqp::{VIA_HEADER, json_properties};
+use herald_shared::models::{EventId, EventMessage, EventType, Severity};
+use lapin::types::{AMQPValue, FieldTable};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Events in one batch, at most.
+const MAX_BATCH: usize = 1000;
+/// A batch body may be this many times one event's limit.
+const BATCH_BODY_FACTOR: usize = 16;
+
+pub(super) fn router(max_event_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/events",
+            post(create_event).layer(DefaultBodyLimit::max(max_event_bytes)),
+        )
+        .route(
+            "/v1/events/batch",
+            post(create_events).layer(DefaultBodyLimit::max(
+                max_event_bytes.saturating_mul(BATCH_BODY_FACTOR),
+            )),
+        )
+}
+
+/// An event as posted: the AMQP message's fields less `tenant_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventInput {
+    event_type: String,
+    data: Box<RawValue>,
+    id: Option<String>,
+    occurred_at: Option<DateTime<Utc>>,
+    severity: Option<Severity>,
+    source: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchInput {
+    events: Vec<EventInput>,
+}
+
+/// Checks one event and turns it into the message the dispatcher reads.
+/// `prefix` names the event's place in a batch (`events[3].`) for errors.
+fn to_message(
+    tenant_id: Uuid,
+    input: EventInput,
+    key: Option<&str>,
+    prefix: &str,
+    max_bytes: usize,
+    problems: &mut Vec<FieldError>,
+) -> Result<(EventMessage, String), ApiError> {
+    if let Err(e) = EventType::parse(&input.event_type) {
+        problems.push(FieldError::new(format!("{prefix}event_type"), e.0));
+    }
+    let id = match (input.id.as_deref(), key) {
+        (Some(id), Some(key)) if id != key => {
+            problems.push(FieldError::new(
+                format!("{prefix}id"),
+                "differs from the Idempotency-Key header; send one or make them equal",
+            ));
+            None
+        }
+        (Some(id), _) | (None, Some(id)) => match EventId::parse(id) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                let field = if input.id.is_some() {
+                    "id"
+                } else {
+                    "Idempotency-Key"
+                };
+                problems.push(FieldError::new(format!("{prefix}{field}"), e.0));
+                None
+            }
+        },
+        (None, None) => Some(EventId::generate()),
+    };
+    if let Some(source) = &input.source
+        && (source.is_empty() || source.len() > 255)
+    {
+        problems.push(FieldError::new(
+            format!("{prefix}source"),
+            "must be 1 to 255 characters",
+        ));
+    }
+    if input.data.get().len() > max_bytes {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{prefix}data is larger than {max_bytes} bytes"
+        )));
+    }
+    let id = id.map(|i| i.as_str().to_owned()).unwrap_or_default();
+    Ok((
+        EventMessage {
+            tenant_id,
+            event_type: input.event_type,
+            data: input.data,
+            id: Some(id.clone()),
+            occurred_at: input.occurred_at,
+            severity: input.severity,
+            source: input.source,
+        },
+        id,
+    ))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            ApiError::invalid("Idempotency-Key", "may contain only A-Z a-z 0-9 _ . : -")
+        }),
+    }
+}
+
+/// Publishes the messages (pipelined on one channel) and waits for every
+/// confirm.
+async fn publish(state: &AppState, messages: &[EventMessage]) -> ApiResult<()> {
+    let exchange = state.topology.events_exchange();
+    let mut via_http = FieldTable::default();
+    via_http.insert(VIA_HEADER.into(), AMQPValue::LongString("http".into()));
+    let bodies = messages
+        .iter()
+        .map(|m| serde_json::to_vec(m).map_err(|e| ApiError::Internal(e.into())))
+        .collect::<ApiResult<Vec<_>>>()?;
+    try_join_all(messages.iter().zip(&bodies).map(|(m, body)| {
+        let props = json_properties()
+            .with_message_id(m.id.clone().unwrap_or_default().into())
+            .with_headers(via_http.clone());
+        state
+            .publisher
+            .publish(&exchange, &m.event_type, body, props)
+    }))
+    .await?;
+    state
+        .metrics
+        .events_received
+        .with_label_values(&["http"])
+        .inc_by(messages.len() as u64);
+    Ok(())
+}
+
+async fn create_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<EventInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let key = idempotency_key(&headers)?;
+    let mut problems = Vec::new();
+    let (message, id) = to_message(
+        tenant,
+        input,
+        key,
+        "",
+        state.settings.api.max_event_bytes,
+        &mut problems,
+    )?;
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    publish(&state, std::slice::from_ref(&message)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "id": id })),
+    ))
+}
+
+async fn create_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(batch): ApiJson<BatchInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    if batch.events.is_empty() {
+        return Err(ApiError::invalid("events", "must hold at least one event"));
+    }
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "events",
+            format!("at most {MAX_BATCH} events per batch"),
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut messages = Vec::with_capacity(batch.events.len());
+    let mut ids = Vec::with_capacity(batch.events.len());
+    for (i, input) in batch.events.into_iter().enumerate() {
+        let (m, id) = to_message(
+            tenant,
+            input,
+            None,
+            &format!("events[{i}]."),
+            state.settings.api.max_event_bytes,
+            &mut problems,
+        )?;
+        messages.push(m);
+        ids.push(id);
+    }
+    // All or none: nothing is published while any event is invalid.
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    publish(&state, &messages).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "ids": ids })),
+    ))
+}

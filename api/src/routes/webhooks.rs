@@ -1,0 +1,432 @@
+//! Webhooks: create, list (paged), read, partial update, delete.
+//!
+//! Input accepts the seeds' alternative names (`events`, `enabled`,
+//! `max_retries`); output always uses the canonical ones. The secret is
+//! answered only by create.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields};
+use herald_shared::db::{DbError, DbResult};
+use herald_shared::models::EventPattern;
+use herald_shared::net_guard::check_url;
+use herald_shared::signing::WebhookSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/v1/webhooks/{id}",
+            get(get_webhook).patch(patch_webhook).delete(delete_webhook),
+        )
+}
+
+const DEFAULT_TIMEOUT: i64 = 10;
+const DEFAULT_RETRY_ATTEMPTS: i64 = 5;
+const DEFAULT_BACKOFF: i64 = 60;
+const MAX_HEADERS: usize = 32;
+const MAX_PATTERNS: usize = 100;
+
+/// Headers Herald sets itself; a webhook may not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Create and patch share this shape; create requires `name` and `url`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookInput {
+    name: Option<String>,
+    description: Option<String>,
+    url: Option<String>,
+    #[serde(alias = "events")]
+    event_types: Option<Vec<String>>,
+    secret: Option<String>,
+    headers: Option<Headers>,
+    timeout_seconds: Option<i64>,
+    #[serde(alias = "max_retries")]
+    retry_attempts: Option<i64>,
+    retry_backoff_seconds: Option<i64>,
+    verify_ssl: Option<bool>,
+    #[serde(alias = "enabled")]
+    is_active: Option<bool>,
+}
+
+/// A webhook as the API shows it.
+#[derive(Debug, Serialize)]
+struct WebhookOut {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    description: String,
+    url: String,
+    event_types: Vec<String>,
+    headers: Headers,
+    timeout_seconds: i32,
+    retry_attempts: i32,
+    retry_backoff_seconds: i32,
+    verify_ssl: bool,
+    is_active: bool,
+    disabled_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_triggered_at: Option<DateTime<Utc>>,
+    delivery_success_count: i64,
+    delivery_failure_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl From<Webhook> for WebhookOut {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id,
+            tenant_id: w.tenant_id,
+            name: w.name,
+            description: w.description,
+            url: w.url,
+            event_types: w.event_types,
+            headers: w.headers,
+            timeout_seconds: w.timeout_seconds,
+            retry_attempts: w.retry_attempts,
+            retry_backoff_seconds: w.retry_backoff_seconds,
+            verify_ssl: w.verify_ssl,
+            is_active: w.is_active,
+            disabled_reason: w.disabled_reason,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+            last_triggered_at: w.last_triggered_at,
+            delivery_success_count: w.delivery_success_count,
+            delivery_failure_count: w.delivery_failure_count,
+            secret: None,
+        }
+    }
+}
+
+/// Collects every problem of an input, so one answer lists them all.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, detail: impl Into<String>) {
+        self.0.push(FieldError::new(field, detail));
+    }
+
+    fn range(&mut self, field: &str, value: i64, min: i64, max: i64) -> i32 {
+        if !(min..=max).contains(&value) {
+            self.add(field, format!("must be between {min} and {max}"));
+        }
+        i32::try_from(value.clamp(min, max)).unwrap_or_default()
+    }
+
+    fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(self.0))
+        }
+    }
+}
+
+/// Applies `input` over `base` (create: defaults; patch: the stored
+/// webhook), checks the result, and seals a new secret if one is given.
+/// Answers the fields and, on create, the secret in clear.
+fn merge(
+    state: &AppState,
+    input: WebhookInput,
+    base: Option<WebhookFields>,
+) -> ApiResult<(WebhookFields, Option<String>)> {
+    let mut p = Problems::default();
+    let creating = base.is_none();
+
+    let name = match (input.name, &base) {
+        (Some(n), _) => {
+            let n = n.trim().to_owned();
+            if n.is_empty() || n.len() > 255 {
+                p.add("name", "must be 1 to 255 characters");
+            }
+            n
+        }
+        (None, Some(b)) => b.name.clone(),
+        (None, None) => {
+            p.add("name", "is required");
+            String::new()
+        }
+    };
+
+    let description = input
+        .description
+        .or_else(|| base.as_ref().map(|b| b.description.clone()))
+        .unwrap_or_default();
+    if description.len() > 1000 {
+        p.add("description", "must be at most 1000 characters");
+    }
+
+    let url = match (input.url, &base) {
+        (Some(u), _) => {
+            if let Err(e) = check_url(u.trim(), &state.settings.security) {
+                p.add("url", e);
+            }
+            u.trim().to_owned()
+        }
+        (None, Some(b)) => b.url.clone(),
+        (None, None) => {
+            p.add("url", "is required");
+            String::new()
+        }
+    };
+
+    let event_types = match (input.event_types, &base) {
+        (Some(types), _) => {
+            if types.is_empty() {
+                p.add(
+                    "event_types",
+                    "must name at least one type or pattern; \"*\" matches every type",
+                );
+            }
+            if types.len() > MAX_PATTERNS {
+                p.add("event_types", format!("at most {MAX_PATTERNS} patterns"));
+            }
+            for (i, t) in types.iter().enumerate() {
+                if let Err(e) = EventPattern::parse(t) {
+                    p.add(&format!("event_types[{i}]"), e.0);
+                }
+            }
+            let mut types = types;
+            types.dedup();
+            types
+        }
+        (None, Some(b)) => b.event_types.clone(),
+        (None, None) => vec!["*".to_owned()],
+    };
+
+    let mut shown_secret = None;
+    let secret_sealed = match (input.secret, &base) {
+        (Some(s), _) => match WebhookSecret::parse(s.trim()) {
+            Ok(secret) => {
+                if creating {
+                    shown_secret = Some(secret.expose().to_owned());
+                }
+                state.sealer.seal(secret.expose().as_bytes())
+            }
+            Err(e) => {
+                p.add("secret", e);
+                Vec::new()
+            }
+        },
+        (None, Some(b)) => b.secret_sealed.clone(),
+        (None, None) => {
+            let secret = WebhookSecret::generate();
+            shown_secret = Some(secret.expose().to_owned());
+            state.sealer.seal(secret.expose().as_bytes())
+        }
+    };
+
+    let headers = input
+        .headers
+        .or_else(|| base.as_ref().map(|b| b.headers.clone()))
+        .unwrap_or_default();
+    check_headers(&headers, &state.settings.worker.signature_header, &mut p);
+
+    let timeout_seconds = p.range(
+        "timeout_seconds",
+        input.timeout_seconds.unwrap_or_else(|| {
+            base.as_ref()
+                .map_or(DEFAULT_TIMEOUT, |b| i64::from(b.timeout_seconds))
+        }),
+        1,
+        300,
+    );
+    let retry_attempts = p.range(
+        "retry_attempts",
+        input.retry_attempts.unwrap_or_else(|| {
+            base.as_ref()
+                .map_or(DEFAULT_RETRY_ATTEMPTS, |b| i64::from(b.retry_attempts))
+        }),
+        0,
+        10,
+    );
+    let retry_backoff_seconds = p.range(
+        "retry_backoff_seconds",
+        input.retry_backoff_seconds.unwrap_or_else(|| {
+            base.as_ref()
+                .map_or(DEFAULT_BACKOFF, |b| i64::from(b.retry_backoff_seconds))
+        }),
+        1,
+        86_400,
+    );
+    let verify_ssl = input
+        .verify_ssl
+        .unwrap_or_else(|| base.as_ref().is_none_or(|b| b.verify_ssl));
+    if !verify_ssl && !state.settings.security.allow_insecure_tls {
+        p.add(
+            "verify_ssl",
+            "cannot be turned off on this server (security.allow_insecure_tls)",
+        );
+    }
+    let (is_active, disabled_reason) = match input.is_active {
+        // Re-enabling clears the reason an automatic disable left.
+        Some(true) => (true, None),
+        Some(false) => (false, base.as_ref().and_then(|b| b.disabled_reason.clone())),
+        None => base
+            .as_ref()
+            .map_or((true, None), |b| (b.is_active, b.disabled_reason.clone())),
+    };
+
+    p.finish()?;
+    Ok((
+        WebhookFields {
+            name,
+            description,
+            url,
+            event_types,
+            secret_sealed,
+            headers,
+            timeout_seconds,
+            retry_attempts,
+            retry_backoff_seconds,
+            verify_ssl,
+            is_active,
+            disabled_reason,
+        },
+        shown_secret,
+    ))
+}
+
+fn check_headers(headers: &Headers, signature_header: &str, p: &mut Problems) {
+    if headers.len() > MAX_HEADERS {
+        p.add("headers", format!("at most {MAX_HEADERS} headers"));
+    }
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.add(&field, "is not a valid HTTP header name");
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("x-herald-")
+            || lower == signature_header.to_ascii_lowercase()
+        {
+            p.add(&field, "is set by Herald and cannot be overridden");
+        }
+        if HeaderValue::from_str(value).is_err() || value.len() > 4096 {
+            p.add(&field, "is not a valid HTTP header value");
+        }
+    }
+}
+
+fn conflict(e: DbError) -> ApiError {
+    match e {
+        DbError::Conflict { .. } => {
+            ApiError::Conflict("a webhook with this name already exists".to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+async fn create_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let (fields, secret) = merge(&state, input, None)?;
+    let client = state.pool.get().await?;
+    let webhook = webhooks::create(&client, tenant, &fields)
+        .await
+        .map_err(conflict)?;
+    let mut out = WebhookOut::from(webhook);
+    out.secret = secret;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(20);
+    let mut p = Problems::default();
+    p.range("page", page, 1, 1_000_000);
+    p.range("per_page", per_page, 1, 100);
+    p.finish()?;
+    let client = state.pool.get().await?;
+    let (rows, total) = webhooks::list(&client, tenant, page, per_page).await?;
+    let data: Vec<WebhookOut> = rows.into_iter().map(WebhookOut::from).collect();
+    Ok(axum::Json(serde_json::json!({
+        "data": data, "page": page, "per_page": per_page, "total": total,
+    })))
+}
+
+async fn get_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    let webhook = webhooks::get(&client, tenant, id, false)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(WebhookOut::from(webhook)))
+}
+
+async fn patch_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let current = webhooks::get(&tx, tenant, id, true)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (fields, _) = merge(&state, input, Some(current.into()))?;
+    let updated: DbResult<Option<Webhook>> = webhooks::update(&tx, tenant, id, &fields).await;
+    let webhook = updated.map_err(conflict)?.ok_or(ApiError::NotFound)?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(axum::Json(WebhookOut::from(webhook)))
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    if webhooks::delete(&client, tenant, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

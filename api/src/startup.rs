@@ -1,0 +1,101 @@
+//! Building and running the api: config → pool → publisher → router.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_shared::amqp::{Publisher, Topology, confirmed_channel, connect};
+use herald_shared::config::Settings;
+use herald_shared::crypto::Sealer;
+use herald_shared::db::config_version::VersionWatch;
+use herald_shared::metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::routes;
+use crate::state::{AppState, TokenCache};
+
+/// A bound, ready-to-run api.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    watch: VersionWatch,
+}
+
+impl Application {
+    /// Binds `api.listen` (or uses the given listener, as tests do), checks
+    /// the encryption key and declares the AMQP topology.
+    ///
+    /// # Errors
+    /// The address is taken, the encryption key is missing or bad, or the
+    /// broker refuses the topology. An unreachable broker or database is not
+    /// an error here: the api starts, reports not-ready, and reconnects.
+    pub async fn build(settings: Settings, listener: Option<TcpListener>) -> anyhow::Result<Self> {
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.api.listen)
+                .await
+                .with_context(|| format!("binding {}", settings.api.listen))?,
+        };
+        let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
+        let pool = settings.database.pool()?;
+        let topology = Topology::new(&settings.amqp)?;
+        match connect(&settings.amqp.url, "herald-api topology").await {
+            Ok(conn) => {
+                let ch = confirmed_channel(&conn).await?;
+                topology
+                    .declare(&ch)
+                    .await
+                    .context("declaring the AMQP topology")?;
+                let _ = conn.close(200, "topology declared".into()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "broker unreachable at start; will retry on demand")
+            }
+        }
+        let watch = VersionWatch::default();
+        if let Err(e) = watch.refresh(&pool).await {
+            tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
+        }
+        let state = AppState {
+            publisher: Publisher::new(settings.amqp.url.clone(), "herald-api"),
+            settings: Arc::new(settings),
+            pool,
+            topology: Arc::new(topology),
+            sealer,
+            metrics: Metrics::new(),
+            tokens: TokenCache::new(watch.clone()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            watch,
+        })
+    }
+
+    /// The port actually bound (tests bind port 0).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes requests in
+    /// flight.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.watch.spawn(self.state.pool.clone(), shutdown.clone());
+        tracing::info!(port = self.port(), "api listening");
+        let app = routes::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("api stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! One event message, start to finish: parse and check it, match the
+//! tenant's subscriptions, store the event and its deliveries in one
+//! transaction, publish one delivery message per webhook with confirms, and
+//! only then ack. A crash anywhere leads to a redelivery; the unique keys
+//! `(tenant, event id)` and `(event, webhook)` keep that from making rows
+//! twice, and a redelivered event republishes the deliveries that were
+//! never attempted.
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use futures_util::future::try_join_all;
+use herald_shared::amqp::VIA_HEADER;
+use herald_shared::amqp::{AmqpError, Topology, json_properties, publish_confirmed};
+use herald_shared::consumer::{Disposition, Handler};
+use herald_shared::db::{DbError, deliveries};
+use herald_shared::metrics::Metrics;
+use herald_shared::models::{DeliveryMessage, EventId, EventMessage, EventType};
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, LongString};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::subscription_cache::SubscriptionCache;
+
+/// The header that carries why a message was parked.
+pub const REASON_HEADER: &str = "x-herald-reason";
+
+#[derive(Debug)]
+pub struct Dispatcher {
+    pub pool: Pool,
+    pub topology: Topology,
+    pub cache: SubscriptionCache,
+    pub metrics: Metrics,
+    pub max_event_bytes: usize,
+}
+
+/// Why processing stopped short.
+#[derive(Debug)]
+enum Failure {
+    /// The message itself is wrong: park it with the reason, never retry.
+    Invalid(String),
+    /// Something outside the message failed: retry later.
+    Transient(String),
+}
+
+impl From<DbError> for Failure {
+    fn from(e: DbError) -> Self {
+        match &e {
+            // Data and constraint errors (SQLSTATE classes 22 and 23) come
+            // from the message's content and would fail again every time.
+            DbError::Query(q)
+                if q.code()
+                    .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
+            {
+                Self::Invalid(format!("the event cannot be stored: {e}"))
+            }
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+impl From<AmqpError> for Failure {
+    fn from(e: AmqpError) -> Self {
+        Self::Transient(e.to_string())
+    }
+}
+
+impl Handler for Dispatcher {
+    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Disposition {
+        match self.dispatch(publisher, delivery).await {
+            Ok(()) => Disposition::Ack,
+            Err(Failure::Invalid(reason)) => self.park(publisher, delivery, &reason).await,
+            Err(Failure::Transient(reason)) => {
+                tracing::warn!(%reason, "event not dispatched; it will be redelivered");
+                // A short pause so a database outage does not become a busy
+                // redelivery loop.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    async fn dispatch(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), Failure> {
+        let message: EventMessage = serde_json::from_slice(&delivery.data)
+            .map_err(|e| Failure::Invalid(format!("not a valid event message: {e}")))?;
+        let event_type = EventType::parse(&message.event_type)
+            .map_err(|e| Failure::Invalid(format!("event_type {e}")))?;
+        if message.data.get().len() > self.max_event_bytes {
+            return Err(Failure::Invalid(format!(
+                "data is larger than {} bytes",
+                self.max_event_bytes
+            )));
+        }
+        let id = match message.id.as_deref().or_else(|| {
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(lapin::types::ShortString::as_str)
+        }) {
+            Some(id) => EventId::parse(id).map_err(|e| Failure::Invalid(format!("id {e}")))?,
+            None => EventId::generate(),
+        };
+        let tenant_id = message.tenant_id;
+        let subscriptions = self.cache.get(tenant_id).await?;
+        if !subscriptions.exists {
+            return Err(Failure::Invalid(format!("unknown tenant {tenant_id}")));
+        }
+        let matching = subscriptions.matching(&event_type);
+        let received_at = Utc::now();
+        let occurred_at = message.occurred_at.unwrap_or(received_at);
+
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        let stored = deliveries::insert_event(
+            &tx,
+            &deliveries::NewEvent {
+                tenant_id,
+                id: id.as_str(),
+                event_type: event_type.as_str(),
+                data: &message.data,
+                severity: message.severity,
+                source: message.source.as_deref(),
+                occurred_at,
+                received_at,
+            },
+        )
+        .await?;
+        if stored {
+            let created = deliveries::insert_deliveries(
+                &tx,
+                tenant_id,
+                id.as_str(),
+                event_type.as_str(),
+                &matching,
+            )
+            .await?;
+            tx.commit().await.map_err(DbError::from)?;
+            if from_producer_over_amqp(delivery) {
+                self.metrics
+                    .events_received
+                    .with_label_values(&["amqp"])
+                    .inc();
+            }
+            self.metrics.deliveries_created.inc_by(created.len() as u64);
+            let template = Template {
+                tenant_id,
+                event_id: id.as_str(),
+                event_type: event_type.as_str(),
+                occurred_at,
+                received_at,
+                severity: message.severity,
+                source: message.source.as_deref(),
+                data: &message.data,
+            };
+            return self
+                .publish_deliveries(publisher, &template, &created)
+                .await;
+        }
+        tx.commit().await.map_err(DbError::from)?;
+
+        // The event was stored before. A producer's repeat needs nothing
+        // more; a redelivery may be ours after a crash between commit and
+        // publish, so publish whatever was never attempted.
+        if delivery.redelivered {
+            let client = self.pool.get().await.map_err(DbError::from)?;
+            if let Some((event, pending)) =
+                deliveries::unattempted_deliveries(&client, tenant_id, id.as_str()).await?
+            {
+                let template = Template {
+                    tenant_id,
+                    event_id: id.as_str(),
+                    event_type: &event.event_type,
+                    occurred_at: event.occurred_at,
+                    received_at: event.received_at,
+                    severity: event.severity,
+                    source: event.source.as_deref(),
+                    data: &event.data,
+                };
+                return self
+                    .publish_deliveries(publisher, &template, &pending)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one message per `(delivery id, webhook id)`, pipelined,
+    /// and waits for every confirm.
+    async fn publish_deliveries(
+        &self,
+        publisher: &Channel,
+        t: &Template<'_>,
+        deliveries: &[(Uuid, Uuid)],
+    ) -> Result<(), Failure> {
+        let exchange = self.topology.deliveries();
+        let bodies = deliveries
+            .iter()
+            .map(|(delivery_id, webhook_id)| t.message(*delivery_id, *webhook_id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::Invalid(format!("cannot encode delivery: {e}")))?;
+        try_join_all(bodies.iter().map(|body| {
+            publish_confirmed(publisher, &exchange, &exchange, body, json_properties())
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a bad message to the invalid-events queue with its reason.
+    async fn park(&self, publisher: &Channel, delivery: &Delivery, reason: &str) -> Disposition {
+        tracing::warn!(%reason, "parking invalid event");
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
+        );
+        let props = json_properties().with_headers(headers);
+        let queue = self.topology.invalid_queue();
+        // The default exchange routes by queue name.
+        match publish_confirmed(publisher, "", &queue, &delivery.data, props).await {
+            Ok(()) => {
+                self.metrics.events_invalid.inc();
+                Disposition::Ack
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "could not park invalid event; requeueing");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+/// The api marks the events it publishes (and counts them itself); any
+/// other event came straight over AMQP and is counted here.
+fn from_producer_over_amqp(delivery: &Delivery) -> bool {
+    herald_shared::consumer::header_str(delivery, VIA_HEADER).as_deref() != Some("http")
+}
+
+/// The event fields every delivery message of one event shares.
+struct Template<'a> {
+    tenant_id: Uuid,
+    event_id: &'a str,
+    event_type: &'a str,
+    occurred_at: chrono::DateTime<Utc>,
+    received_at: chrono::DateTime<Utc>,
+    severity: Option<herald_shared::models::Severity>,
+    source: Option<&'a str>,
+    data: &'a RawValue,
+}
+
+impl Template<'_> {
+    fn message(&self, delivery_id: Uuid, webhook_id: Uuid) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&DeliveryMessage {
+            delivery_id,
+            tenant_id: self.tenant_id,
+            webhook_id,
+            event_id: self.event_id.to_owned(),
+            event_type: self.event_type.to_owned(),
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            severity: self.severity,
+            source: self.source.map(str::to_owned),
+            data: self.data.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! Herald's dispatcher: consumes events from the dispatch queue, matches
+//! them against the tenant's subscriptions (cached), stores the event and
+//! one delivery per matching webhook, and publishes one delivery message
+//! each for the workers.
+
+pub mod dispatch;
+pub mod run;
+pub mod subscription_cache;

@@ -1,0 +1,467 @@
+//! RabbitMQ: the topology every process declares, connections, and
+//! publishing with confirms.
+//!
+//! Names all start with the configured prefix (`herald` by default), so one
+//! broker can hold several installations, and every test its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{AmqpSettings, duration_name};
+
+/// Why a publish or a broker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("broker error: {0}")]
+    Lapin(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message matched no queue and was returned")]
+    Unroutable,
+    #[error("publisher confirms are not enabled on this channel")]
+    NotConfirmed,
+    #[error("not connected to the broker")]
+    NotConnected,
+}
+
+/// Header the api sets on the events it publishes (`http`), so the
+/// dispatcher counts only events that came straight over AMQP.
+pub const VIA_HEADER: &str = "x-herald-via";
+
+/// Every exchange and queue name, derived from the prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    tiers: Vec<Duration>,
+    invalid_max_length: u32,
+    failed_max_length: u32,
+}
+
+impl Topology {
+    /// # Errors
+    /// Badly written retry tiers.
+    pub fn new(settings: &AmqpSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            prefix: settings.prefix.clone(),
+            tiers: settings.retry_tiers()?,
+            invalid_max_length: settings.invalid_max_length,
+            failed_max_length: settings.failed_max_length,
+        })
+    }
+
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Topic exchange producers publish events to (routing key = event type).
+    #[must_use]
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    /// The dispatcher's queue, bound to the events exchange with `#`.
+    #[must_use]
+    pub fn dispatch_queue(&self) -> String {
+        format!("{}.dispatch", self.prefix)
+    }
+    /// Events that cannot be parsed or have no (known) tenant.
+    #[must_use]
+    pub fn invalid_queue(&self) -> String {
+        format!("{}.events.invalid", self.prefix)
+    }
+    /// Direct exchange and queue of the same name: one message per
+    /// (event, webhook). The routing key is the queue name.
+    #[must_use]
+    pub fn deliveries(&self) -> String {
+        format!("{}.deliveries", self.prefix)
+    }
+    /// Direct exchange in front of the retry tier queues.
+    #[must_use]
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.retry", self.prefix)
+    }
+    /// The queue of one retry tier, named by its TTL (`herald.retry.5s`).
+    #[must_use]
+    pub fn retry_queue(&self, tier: Duration) -> String {
+        format!("{}.retry.{}", self.prefix, duration_name(tier))
+    }
+    /// Deliveries whose retries are exhausted.
+    #[must_use]
+    pub fn failed_queue(&self) -> String {
+        format!("{}.deliveries.failed", self.prefix)
+    }
+    #[must_use]
+    pub fn retry_tiers(&self) -> &[Duration] {
+        &self.tiers
+    }
+
+    /// Every queue, for teardown and for the queue-depth gauge.
+    #[must_use]
+    pub fn queues(&self) -> Vec<String> {
+        let mut q = vec![
+            self.dispatch_queue(),
+            self.invalid_queue(),
+            self.deliveries(),
+            self.failed_queue(),
+        ];
+        q.extend(self.tiers.iter().map(|t| self.retry_queue(*t)));
+        q
+    }
+
+    #[must_use]
+    pub fn exchanges(&self) -> Vec<String> {
+        vec![
+            self.events_exchange(),
+            self.deliveries(),
+            self.retry_exchange(),
+        ]
+    }
+
+    /// Declares everything. Idempotent: every process calls it at start, and
+    /// declaring what exists with the same arguments is a no-op.
+    ///
+    /// # Errors
+    /// A broker error, including an existing queue with other arguments.
+    pub async fn declare(&self, ch: &Channel) -> Result<(), AmqpError> {
+        // Durable so that the topology and persistent messages survive a
+        // broker restart; not auto-delete, since consumers come and go.
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            self.events_exchange().into(),
+            ExchangeKind::Topic,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.deliveries().into(),
+            ExchangeKind::Direct,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.retry_exchange().into(),
+            ExchangeKind::Direct,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+
+        ch.queue_declare(
+            self.dispatch_queue().into(),
+            durable_queue,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            self.dispatch_queue().into(),
+            self.events_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+        // Parking queues are bounded: when full the oldest message goes, so
+        // a flood of bad input cannot fill the broker's disk.
+        ch.queue_declare(
+            self.invalid_queue().into(),
+            durable_queue,
+            bounded(self.invalid_max_length),
+        )
+        .await?;
+        ch.queue_declare(
+            self.failed_queue().into(),
+            durable_queue,
+            bounded(self.failed_max_length),
+        )
+        .await?;
+
+        ch.queue_declare(
+            self.deliveries().into(),
+            durable_queue,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            self.deliveries().into(),
+            self.deliveries().into(),
+            self.deliveries().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+        for tier in &self.tiers {
+            let name = self.retry_queue(*tier);
+            let mut args = FieldTable::default();
+            // Quorum queues with at-least-once dead-lettering: a message whose
+            // TTL ends is moved back to the deliveries exchange and is not
+            // dropped on the way (classic queues dead-letter at most once).
+            args.insert("x-queue-type".into(), long_string("quorum"));
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                long_string("at-least-once"),
+            );
+            args.insert("x-overflow".into(), long_string("reject-publish"));
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(i64::try_from(tier.as_millis()).unwrap_or(i64::MAX)),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(&self.deliveries()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                long_string(&self.deliveries()),
+            );
+            ch.queue_declare(name.clone().into(), durable_queue, args)
+                .await?;
+            ch.queue_bind(
+                name.clone().into(),
+                self.retry_exchange().into(),
+                name.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every queue and exchange of this prefix (tests' teardown).
+    ///
+    /// # Errors
+    /// A broker error.
+    pub async fn delete(&self, ch: &Channel) -> Result<(), AmqpError> {
+        for q in self.queues() {
+            ch.queue_delete(q.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for e in self.exchanges() {
+            ch.exchange_delete(e.into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+fn bounded(max_length: u32) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(i64::from(max_length)),
+    );
+    args.insert("x-overflow".into(), long_string("drop-head"));
+    args
+}
+
+/// Opens a connection named after the process, so the broker's management
+/// view tells processes apart.
+///
+/// # Errors
+/// The broker cannot be reached or refuses the credentials.
+pub async fn connect(url: &SecretString, name: &str) -> Result<Connection, AmqpError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Ok(Connection::connect(url.expose_secret(), props).await?)
+}
+
+/// A channel with publisher confirms enabled.
+///
+/// # Errors
+/// A broker error.
+pub async fn confirmed_channel(conn: &Connection) -> Result<Channel, AmqpError> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
+}
+
+/// Properties of every Herald message: persistent JSON.
+#[must_use]
+pub fn json_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+}
+
+/// Publishes one message as `mandatory` and waits until the broker has
+/// confirmed it (for a durable queue: written to disk).
+///
+/// # Errors
+/// A broker error, a nack, or a message that matched no queue.
+pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), AmqpError> {
+    let options = BasicPublishOptions {
+        // Returned rather than silently dropped when no queue is bound.
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    let confirm = ch
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            options,
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        // `Ack` with a message is the broker confirming that it returned an
+        // unroutable message: nothing was stored.
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(AmqpError::Unroutable),
+        Confirmation::Nack(_) => Err(AmqpError::Nacked),
+        Confirmation::NotRequested => Err(AmqpError::NotConfirmed),
+    }
+}
+
+/// A publisher that connects lazily and reconnects after a failure, for
+/// request handlers: a call made while the broker is away fails fast with
+/// [`AmqpError::NotConnected`] or a broker error, and the next call tries
+/// to connect again.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    url: SecretString,
+    name: String,
+    /// The live connection and its confirmed channel; `None` after a failure.
+    current: Mutex<Option<(Connection, Channel)>>,
+    /// Held while connecting so that a burst of requests opens one
+    /// connection, not one each.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+impl Publisher {
+    #[must_use]
+    pub fn new(url: SecretString, name: &str) -> Self {
+        Self {
+            inner: Arc::new(PublisherInner {
+                url,
+                name: name.to_owned(),
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The live channel, connecting first if needed.
+    ///
+    /// # Errors
+    /// The broker cannot be reached.
+    pub async fn channel(&self) -> Result<Channel, AmqpError> {
+        if let Some(ch) = self.live() {
+            return Ok(ch);
+        }
+        let _guard = self.inner.connecting.lock().await;
+        if let Some(ch) = self.live() {
+            return Ok(ch);
+        }
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            connect(&self.inner.url, &self.inner.name),
+        )
+        .await
+        .map_err(|_| AmqpError::NotConnected)??;
+        let ch = confirmed_channel(&conn).await?;
+        *self.lock() = Some((conn, ch.clone()));
+        Ok(ch)
+    }
+
+    /// True while the channel is open.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.live().is_some()
+    }
+
+    /// Publishes with confirms; on a broker error the connection is dropped
+    /// so the next call reconnects.
+    ///
+    /// # Errors
+    /// See [`publish_confirmed`].
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        let ch = self.channel().await?;
+        let result = publish_confirmed(&ch, exchange, routing_key, body, properties).await;
+        if let Err(AmqpError::Lapin(_)) = &result {
+            self.reset();
+        }
+        result
+    }
+
+    fn live(&self) -> Option<Channel> {
+        let guard = self.lock();
+        match guard.as_ref() {
+            Some((conn, ch)) if conn.status().connected() && ch.status().connected() => {
+                Some(ch.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn reset(&self) {
+        self.lock().take();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Connection, Channel)>> {
+        // A poisoned lock only means another thread panicked mid-swap; the
+        // Option inside is still a valid value.
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Sleeps for an exponential backoff step (0.2 s doubling to 10 s), or
+/// returns early when the token is cancelled.
+pub async fn backoff(attempt: u32, shutdown: &tokio_util::sync::CancellationToken) {
+    let ms = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+        () = shutdown.cancelled() => {}
+    }
+}

@@ -1,0 +1,311 @@
+//! Configuration: built-in defaults < optional file < `HERALD__SECTION__KEY`.
+//!
+//! The defaults live in `herald.default.toml`, compiled into every binary, so
+//! a bare `herald-api` talks to the local Postgres and RabbitMQ and is still
+//! safe for production (no admin token, no plain-http or private targets).
+//! [`Settings::load`] reads the process environment; tests use
+//! [`Settings::load_from`] with an explicit map so they never mutate the
+//! process-global environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../herald.default.toml");
+
+/// Every setting of every process; each process reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub api: ApiSettings,
+    pub dispatcher: DispatcherSettings,
+    pub worker: WorkerSettings,
+    pub security: SecuritySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// libpq-style URL; its password never reaches a log (`SecretString`).
+    pub url: SecretString,
+    /// Connections in this process's pool.
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    /// Every exchange and queue name starts with this, so several Herald
+    /// installations (or tests) can share one broker.
+    pub prefix: String,
+    pub invalid_max_length: u32,
+    pub failed_max_length: u32,
+    /// Comma-separated TTLs of the retry queues (`1s,5s,30s,2m,…`).
+    pub retry_tiers: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Admin calls are refused while this is unset.
+    pub admin_token: Option<SecretString>,
+    pub max_event_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DispatcherSettings {
+    pub listen: SocketAddr,
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub listen: SocketAddr,
+    pub concurrency: u16,
+    /// Name of the `sha256=<hex>` signature header.
+    pub signature_header: String,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecuritySettings {
+    pub allow_http: bool,
+    pub allow_insecure_tls: bool,
+    pub allow_private_targets: bool,
+    /// Base64 of 32 bytes; webhook secrets are sealed with it at rest.
+    pub encryption_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Settings {
+    /// Loads defaults, then `HERALD_CONFIG` (or `./herald.toml` if present),
+    /// then the `HERALD__…` environment.
+    ///
+    /// # Errors
+    /// A file that does not parse, or a value of the wrong type.
+    pub fn load() -> anyhow::Result<Self> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&env)
+    }
+
+    /// As [`Settings::load`], with the environment given as a map.
+    ///
+    /// # Errors
+    /// A file that does not parse, or a value of the wrong type.
+    pub fn load_from(env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        builder = match env.get("HERALD_CONFIG") {
+            Some(path) => builder.add_source(File::with_name(path).required(true)),
+            None => builder.add_source(File::with_name("herald.toml").required(false)),
+        };
+        let herald_env: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("HERALD__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("HERALD")
+                .separator("__")
+                .source(Some(herald_env)),
+        );
+        let settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("configuration has a value of the wrong type")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.amqp.prefix.is_empty()
+            || !self
+                .amqp
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            bail!("amqp.prefix must be non-empty ASCII letters, digits, '_', '-' or '.'");
+        }
+        self.amqp.retry_tiers().context("amqp.retry_tiers")?;
+        if self.worker.concurrency == 0 || self.dispatcher.concurrency == 0 {
+            bail!("worker.concurrency and dispatcher.concurrency must be at least 1");
+        }
+        if let Some(token) = &self.api.admin_token
+            && token.expose_secret().len() < 16
+        {
+            bail!("api.admin_token must be at least 16 characters");
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseSettings {
+    /// A pool over this database; connections are made lazily.
+    ///
+    /// # Errors
+    /// An unparsable URL.
+    pub fn pool(&self) -> anyhow::Result<deadpool_postgres::Pool> {
+        self.pool_for(self.url.expose_secret())
+    }
+
+    /// A pool over another database of the same server (used to create the
+    /// database itself, or a test database).
+    ///
+    /// # Errors
+    /// An unparsable URL.
+    pub fn pool_for(&self, url: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+        let pg: tokio_postgres::Config = url.parse().context("database.url is not a valid URL")?;
+        let manager = deadpool_postgres::Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let timeout = Some(Duration::from_millis(self.connect_timeout_ms));
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .context("building the database pool")
+    }
+}
+
+impl AmqpSettings {
+    /// The retry tiers, shortest first.
+    ///
+    /// # Errors
+    /// A tier that is not `<n>s`, `<n>m` or `<n>h`, or no tier at all.
+    pub fn retry_tiers(&self) -> anyhow::Result<Vec<Duration>> {
+        let mut tiers = self
+            .retry_tiers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_duration)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if tiers.is_empty() {
+            bail!("at least one retry tier is needed");
+        }
+        tiers.sort();
+        tiers.dedup();
+        Ok(tiers)
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d`.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .with_context(|| format!("{s:?} has no unit (s, m, h, d or ms)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().with_context(|| format!("{s:?} has no number"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => bail!("{s:?} has an unknown unit (s, m, h, d or ms)"),
+    };
+    if d.is_zero() {
+        bail!("{s:?} is zero");
+    }
+    Ok(d)
+}
+
+/// The name a retry queue carries for its TTL (`1s`, `2m`, `6h`).
+#[must_use]
+pub fn duration_name(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_safe_for_production() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.amqp.prefix, "herald");
+        assert_eq!(s.api.listen.port(), 8080);
+        assert_eq!(s.worker.concurrency, 256);
+        assert!(s.api.admin_token.is_none());
+        assert!(!s.security.allow_http);
+        assert!(!s.security.allow_private_targets);
+        assert!(s.security.encryption_key.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = Settings::load_from(&env(&[
+            ("HERALD__AMQP__PREFIX", "t_1"),
+            ("HERALD__WORKER__CONCURRENCY", "8"),
+            ("HERALD__SECURITY__ALLOW_HTTP", "true"),
+            ("HERALD__API__ADMIN_TOKEN", "1e5-looks-like-a-number"),
+        ]))
+        .unwrap();
+        assert_eq!(s.amqp.prefix, "t_1");
+        assert_eq!(s.worker.concurrency, 8);
+        assert!(s.security.allow_http);
+        assert_eq!(
+            s.api.admin_token.unwrap().expose_secret(),
+            "1e5-looks-like-a-number"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Settings::load_from(&env(&[("HERALD__WORKER__CONCURRENCY", "many")])).is_err());
+        assert!(Settings::load_from(&env(&[("HERALD__AMQP__PREFIX", "a b")])).is_err());
+        assert!(Settings::load_from(&env(&[("HERALD__AMQP__RETRY_TIERS", "5x")])).is_err());
+    }
+
+    #[test]
+    fn durations_round_trip_through_names() {
+        for s in ["1s", "5s", "30s", "2m", "10m", "1h", "6h", "250ms"] {
+            assert_eq!(duration_name(parse_duration(s).unwrap()), s);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Secrets at rest: AES-256-GCM with the key from `security.encryption_key`.
+//! A sealed value is `nonce (12 bytes) || ciphertext+tag`.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("security.encryption_key is not set; Herald needs it to store webhook secrets")]
+    MissingKey,
+    #[error("security.encryption_key must be the base64 of exactly 32 bytes")]
+    BadKey,
+    #[error("a sealed secret could not be opened (wrong encryption key, or corrupted)")]
+    Open,
+}
+
+/// Seals and opens secrets with one process-wide key.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    /// # Errors
+    /// No key configured, or one that is not base64 of 32 bytes.
+    pub fn from_config(key: Option<&SecretString>) -> Result<Self, CryptoError> {
+        let key = key.ok_or(CryptoError::MissingKey)?;
+        let bytes = STANDARD
+            .decode(key.expose_secret().trim())
+            .map_err(|_| CryptoError::BadKey)?;
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self { cipher })
+    }
+
+    #[must_use]
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        // Encryption fails only for inputs beyond 64 GiB.
+        #[allow(clippy::expect_used)]
+        let ciphertext = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .expect("AES-GCM seals any secret-sized input");
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    /// # Errors
+    /// A value sealed under another key, or damaged.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| CryptoError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SecretString {
+        SecretString::from(STANDARD.encode([b; 32]))
+    }
+
+    #[test]
+    fn seals_and_opens() {
+        let sealer = Sealer::from_config(Some(&key(7))).unwrap();
+        let sealed = sealer.seal(b"whsec_abc");
+        assert_ne!(&sealed[NONCE_LEN..], b"whsec_abc");
+        assert_eq!(sealer.open(&sealed).unwrap(), b"whsec_abc");
+        let other = Sealer::from_config(Some(&key(8))).unwrap();
+        assert!(other.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn refuses_missing_or_bad_keys() {
+        assert!(matches!(
+            Sealer::from_config(None),
+            Err(CryptoError::MissingKey)
+        ));
+        let short = SecretString::from(STANDARD.encode([1u8; 16]));
+        assert!(matches!(
+            Sealer::from_config(Some(&short)),
+            Err(CryptoError::BadKey)
+        ));
+    }
+}

@@ -1,0 +1,252 @@
+//! Events, deliveries and attempts: what the dispatcher stores and the
+//! worker records.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::DbResult;
+use crate::models::{DeliveryStatus, Severity};
+
+/// An event about to be stored.
+#[derive(Debug)]
+pub struct NewEvent<'a> {
+    pub tenant_id: Uuid,
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub data: &'a RawValue,
+    pub severity: Option<Severity>,
+    pub source: Option<&'a str>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Inserts the event unless the tenant already has one with this id; true
+/// when this call stored it.
+///
+/// # Errors
+/// A database error.
+pub async fn insert_event(client: &impl GenericClient, e: &NewEvent<'_>) -> DbResult<bool> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO events (tenant_id, id, event_type, data, severity, source, occurred_at, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant_id, id) DO NOTHING",
+        )
+        .await?;
+    let n = client
+        .execute(
+            &stmt,
+            &[
+                &e.tenant_id,
+                &e.id,
+                &e.event_type,
+                &Json(e.data),
+                &e.severity.map(Severity::as_str),
+                &e.source,
+                &e.occurred_at,
+                &e.received_at,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// One delivery row per webhook; answers `(delivery id, webhook id)` of the
+/// rows this call created (a redelivered event creates none twice).
+///
+/// # Errors
+/// A database error.
+pub async fn insert_deliveries(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    event_id: &str,
+    event_type: &str,
+    webhook_ids: &[Uuid],
+) -> DbResult<Vec<(Uuid, Uuid)>> {
+    if webhook_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = webhook_ids.iter().map(|_| Uuid::now_v7()).collect();
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type)
+             SELECT d, $2, $3, w, $4 FROM unnest($1::uuid[], $5::uuid[]) AS t(d, w)
+             ON CONFLICT (tenant_id, event_id, webhook_id) DO NOTHING
+             RETURNING id, webhook_id",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[&ids, &tenant_id, &event_id, &event_type, &webhook_ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A stored event, as needed to publish its deliveries again.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub severity: Option<Severity>,
+    pub source: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The stored event and its deliveries that were never attempted: what a
+/// dispatcher that crashed between commit and publish left unpublished.
+///
+/// # Errors
+/// A database error.
+pub async fn unattempted_deliveries(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    event_id: &str,
+) -> DbResult<Option<(StoredEvent, Vec<(Uuid, Uuid)>)>> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT event_type, data::text, severity, source, occurred_at, received_at
+             FROM events WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &event_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let data: String = row.get(1);
+    let severity: Option<String> = row.get(2);
+    let event = StoredEvent {
+        event_type: row.get(0),
+        data: RawValue::from_string(data).unwrap_or_default(),
+        severity: severity.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
+        source: row.get(3),
+        occurred_at: row.get(4),
+        received_at: row.get(5),
+    };
+    let rows = client
+        .query(
+            "SELECT id, webhook_id FROM deliveries
+             WHERE tenant_id = $1 AND event_id = $2 AND status = 'pending' AND attempt_count = 0",
+            &[&tenant_id, &event_id],
+        )
+        .await?;
+    Ok(Some((
+        event,
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    )))
+}
+
+/// A delivery's status and how many attempts it has had.
+///
+/// # Errors
+/// A database error.
+pub async fn delivery_state(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> DbResult<Option<(DeliveryStatus, i32)>> {
+    let stmt = client
+        .prepare_cached("SELECT status, attempt_count FROM deliveries WHERE id = $1")
+        .await?;
+    Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| {
+        let status: String = r.get(0);
+        (
+            DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+            r.get(1),
+        )
+    }))
+}
+
+/// One HTTP attempt, as recorded.
+#[derive(Debug)]
+pub struct AttemptRecord<'a> {
+    pub delivery_id: Uuid,
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    /// At most the first 1,000 characters of the response body.
+    pub response_body: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The delivery's status after this attempt.
+    pub new_status: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records an attempt, moves the delivery to its new status and updates the
+/// webhook's counters, in one statement (atomic, one round trip). Answers
+/// the attempt's number.
+///
+/// # Errors
+/// A database error.
+pub async fn record_attempt(
+    client: &impl GenericClient,
+    a: &AttemptRecord<'_>,
+) -> DbResult<Option<i32>> {
+    let (succeeded, failed) = match a.new_status {
+        DeliveryStatus::Success => (1i64, 0i64),
+        DeliveryStatus::Failed => (0, 1),
+        DeliveryStatus::Pending | DeliveryStatus::Retrying => (0, 0),
+    };
+    let stmt = client
+        .prepare_cached(
+            "WITH d AS (
+                 UPDATE deliveries SET attempt_count = attempt_count + 1, status = $2,
+                     next_attempt_at = $3, updated_at = now()
+                 WHERE id = $1
+                 RETURNING attempt_count, webhook_id
+             ), w AS (
+                 UPDATE webhooks SET last_triggered_at = $5,
+                     delivery_success_count = delivery_success_count + $10,
+                     delivery_failure_count = delivery_failure_count + $11
+                 FROM d WHERE webhooks.id = d.webhook_id
+             )
+             INSERT INTO delivery_attempts
+                 (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)
+             SELECT $4, $1, d.attempt_count, $5, $6, $7, $8, $9 FROM d
+             RETURNING attempt",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &a.delivery_id,
+                &a.new_status.as_str(),
+                &a.next_attempt_at,
+                &Uuid::now_v7(),
+                &a.attempted_at,
+                &a.duration_ms,
+                &a.status_code,
+                &a.response_body,
+                &a.error,
+                &succeeded,
+                &failed,
+            ],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Ends a delivery without sending it (its webhook is disabled).
+///
+/// # Errors
+/// A database error.
+pub async fn finish_unsent(client: &impl GenericClient, id: Uuid, reason: &str) -> DbResult<()> {
+    let stmt = client
+        .prepare_cached(
+            "WITH d AS (
+                 UPDATE deliveries SET status = 'failed', updated_at = now() WHERE id = $1 RETURNING id
+             )
+             INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, error)
+             SELECT $2, d.id, 0, now(), 0, $3 FROM d",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&id, &Uuid::now_v7(), &reason])
+        .await?;
+    Ok(())
+}

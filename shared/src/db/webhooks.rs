@@ -1,0 +1,281 @@
+//! Webhooks: a tenant's endpoints and what they subscribe to.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::DbResult;
+
+/// Custom headers a webhook sends with every request.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// A webhook as stored (the secret sealed).
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub secret_sealed: Vec<u8>,
+    pub headers: Headers,
+    pub timeout_seconds: i32,
+    pub retry_attempts: i32,
+    pub retry_backoff_seconds: i32,
+    pub verify_ssl: bool,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_triggered_at: Option<DateTime<Utc>>,
+    pub delivery_success_count: i64,
+    pub delivery_failure_count: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
+    timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
+    created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count";
+
+impl Webhook {
+    fn from_row(r: &Row) -> Self {
+        let Json(headers): Json<Headers> = r.get(7);
+        Self {
+            id: r.get(0),
+            tenant_id: r.get(1),
+            name: r.get(2),
+            description: r.get(3),
+            url: r.get(4),
+            event_types: r.get(5),
+            secret_sealed: r.get(6),
+            headers,
+            timeout_seconds: r.get(8),
+            retry_attempts: r.get(9),
+            retry_backoff_seconds: r.get(10),
+            verify_ssl: r.get(11),
+            is_active: r.get(12),
+            disabled_reason: r.get(13),
+            created_at: r.get(14),
+            updated_at: r.get(15),
+            last_triggered_at: r.get(16),
+            delivery_success_count: r.get(17),
+            delivery_failure_count: r.get(18),
+        }
+    }
+}
+
+/// What a caller sets on a webhook; the rest is Herald's.
+#[derive(Debug, Clone)]
+pub struct WebhookFields {
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub secret_sealed: Vec<u8>,
+    pub headers: Headers,
+    pub timeout_seconds: i32,
+    pub retry_attempts: i32,
+    pub retry_backoff_seconds: i32,
+    pub verify_ssl: bool,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+}
+
+impl From<Webhook> for WebhookFields {
+    fn from(w: Webhook) -> Self {
+        Self {
+            name: w.name,
+            description: w.description,
+            url: w.url,
+            event_types: w.event_types,
+            secret_sealed: w.secret_sealed,
+            headers: w.headers,
+            timeout_seconds: w.timeout_seconds,
+            retry_attempts: w.retry_attempts,
+            retry_backoff_seconds: w.retry_backoff_seconds,
+            verify_ssl: w.verify_ssl,
+            is_active: w.is_active,
+            disabled_reason: w.disabled_reason,
+        }
+    }
+}
+
+/// # Errors
+/// A database error; a duplicate name is [`super::DbError::Conflict`].
+pub async fn create(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    f: &WebhookFields,
+) -> DbResult<Webhook> {
+    let sql = format!(
+        "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
+            headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
+            disabled_reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                &tenant_id,
+                &f.name,
+                &f.description,
+                &f.url,
+                &f.event_types,
+                &f.secret_sealed,
+                &Json(&f.headers),
+                &f.timeout_seconds,
+                &f.retry_attempts,
+                &f.retry_backoff_seconds,
+                &f.verify_ssl,
+                &f.is_active,
+                &f.disabled_reason,
+            ],
+        )
+        .await?;
+    Ok(Webhook::from_row(&row))
+}
+
+/// Replaces the caller-set fields of a webhook.
+///
+/// # Errors
+/// A database error; a duplicate name is [`super::DbError::Conflict`].
+pub async fn update(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    f: &WebhookFields,
+) -> DbResult<Option<Webhook>> {
+    let sql = format!(
+        "UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
+            secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
+            retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
+            updated_at = now()
+         WHERE id = $1 AND tenant_id = $2
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &tenant_id,
+                &f.name,
+                &f.description,
+                &f.url,
+                &f.event_types,
+                &f.secret_sealed,
+                &Json(&f.headers),
+                &f.timeout_seconds,
+                &f.retry_attempts,
+                &f.retry_backoff_seconds,
+                &f.verify_ssl,
+                &f.is_active,
+                &f.disabled_reason,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(Webhook::from_row))
+}
+
+/// One webhook of the tenant; `lock` takes a row lock for a
+/// read-modify-write inside a transaction.
+///
+/// # Errors
+/// A database error.
+pub async fn get(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> DbResult<Option<Webhook>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND tenant_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = client.query_opt(&sql, &[&id, &tenant_id]).await?;
+    Ok(row.as_ref().map(Webhook::from_row))
+}
+
+/// A webhook by id alone (the worker, which has the id from a message).
+///
+/// # Errors
+/// A database error.
+pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> DbResult<Option<Webhook>> {
+    let stmt = client
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+        .await?;
+    let row = client.query_opt(&stmt, &[&id]).await?;
+    Ok(row.as_ref().map(Webhook::from_row))
+}
+
+/// A page of the tenant's webhooks, oldest first, and the total count.
+///
+/// # Errors
+/// A database error.
+pub async fn list(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    page: i64,
+    per_page: i64,
+) -> DbResult<(Vec<Webhook>, i64)> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1
+         ORDER BY created_at, id LIMIT $2 OFFSET $3"
+    );
+    let rows = client
+        .query(&sql, &[&tenant_id, &per_page, &((page - 1) * per_page)])
+        .await?;
+    let total: i64 = client
+        .query_one(
+            "SELECT count(*) FROM webhooks WHERE tenant_id = $1",
+            &[&tenant_id],
+        )
+        .await?
+        .get(0);
+    Ok((rows.iter().map(Webhook::from_row).collect(), total))
+}
+
+/// # Errors
+/// A database error.
+pub async fn delete(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> DbResult<bool> {
+    let n = client
+        .execute(
+            "DELETE FROM webhooks WHERE id = $1 AND tenant_id = $2",
+            &[&id, &tenant_id],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// A subscription as the dispatcher matches it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub webhook_id: Uuid,
+    pub event_types: Vec<String>,
+}
+
+/// The tenant's active webhooks and their patterns.
+///
+/// # Errors
+/// A database error.
+pub async fn active_subscriptions(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+) -> DbResult<Vec<Subscription>> {
+    let stmt = client
+        .prepare_cached("SELECT id, event_types FROM webhooks WHERE tenant_id = $1 AND is_active")
+        .await?;
+    let rows = client.query(&stmt, &[&tenant_id]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Subscription {
+            webhook_id: r.get(0),
+            event_types: r.get(1),
+        })
+        .collect())
+}

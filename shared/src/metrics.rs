@@ -1,0 +1,141 @@
+//! Prometheus metrics. One `Registry` per process object (not the global
+//! default), so several apps can run in one test process. No per-tenant or
+//! per-webhook labels: their cardinality is unbounded.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every Herald metric; each process updates the ones that concern it.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events accepted, by `via` (`http` or `amqp`).
+    pub events_received: IntCounterVec,
+    pub deliveries_created: IntCounter,
+    /// HTTP attempts by `outcome` (`success`, `http_error`, `network_error`, `timeout`, `blocked`).
+    pub delivery_attempts: IntCounterVec,
+    /// Deliveries that reached a final status, by `status`.
+    pub deliveries_completed: IntCounterVec,
+    /// One HTTP attempt, request sent to response read.
+    pub delivery_duration: Histogram,
+    /// Event accepted to delivered.
+    pub event_to_delivery: Histogram,
+    pub retries_scheduled: IntCounter,
+    pub inflight_deliveries: IntGauge,
+    pub queue_messages: IntGaugeVec,
+    pub webhooks_disabled: IntCounter,
+    /// Messages parked in the invalid-events queue.
+    pub events_invalid: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+impl Metrics {
+    /// # Panics
+    /// Never in practice: names are constants and the registry is new.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str| {
+            let h = Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registered once");
+            h
+        };
+        let inflight = IntGauge::new(
+            "herald_inflight_deliveries",
+            "Deliveries being attempted now",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inflight.clone()))
+            .expect("registered once");
+        let queue_messages = IntGaugeVec::new(
+            Opts::new("herald_queue_messages", "Messages ready in a queue"),
+            &["queue"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(queue_messages.clone()))
+            .expect("registered once");
+        Self {
+            events_received: counter_vec(
+                "herald_events_received_total",
+                "Events accepted",
+                &["via"],
+            ),
+            deliveries_created: counter("herald_deliveries_created_total", "Deliveries created"),
+            delivery_attempts: counter_vec(
+                "herald_delivery_attempts_total",
+                "HTTP delivery attempts",
+                &["outcome"],
+            ),
+            deliveries_completed: counter_vec(
+                "herald_deliveries_completed_total",
+                "Deliveries that reached a final status",
+                &["status"],
+            ),
+            delivery_duration: histogram(
+                "herald_delivery_duration_seconds",
+                "Duration of one HTTP attempt",
+            ),
+            event_to_delivery: histogram(
+                "herald_event_to_delivery_seconds",
+                "Event received to delivered",
+            ),
+            retries_scheduled: counter("herald_retries_scheduled_total", "Retries scheduled"),
+            inflight_deliveries: inflight,
+            queue_messages,
+            webhooks_disabled: counter(
+                "herald_webhooks_disabled_total",
+                "Webhooks disabled automatically",
+            ),
+            events_invalid: counter("herald_events_invalid_total", "Events parked as invalid"),
+            registry,
+        }
+    }
+
+    /// The text exposition format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,304 @@
+//! Domain values shared by the three processes: event types and
+//! subscription patterns, event ids, and the JSON messages that travel
+//! through RabbitMQ.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// Longest event type, pattern or event id accepted.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Why a name was refused; the text is shown to API users as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidName(pub &'static str);
+
+/// An event type such as `invoice.created`: dot-separated segments of
+/// `A-Z a-z 0-9 _ -` (and `:`), at most 255 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    /// # Errors
+    /// An empty segment, a character outside the set, or too long.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        if s.is_empty() {
+            return Err(InvalidName("must not be empty"));
+        }
+        if s.len() > MAX_NAME_LEN {
+            return Err(InvalidName("must be at most 255 characters"));
+        }
+        if s.split('.')
+            .any(|seg| seg.is_empty() || !seg.chars().all(is_type_char))
+        {
+            return Err(InvalidName(
+                "must be dot-separated segments of letters, digits, '_', '-' or ':'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Herald's own operational events (`webhook.*`, `delivery.*`) reach only
+    /// webhooks that name them explicitly.
+    #[must_use]
+    pub fn is_operational(&self) -> bool {
+        self.0.starts_with("webhook.") || self.0.starts_with("delivery.")
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_type_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':')
+}
+
+/// What a webhook subscribes to: `*` (every type), `invoice.*` (every type
+/// under `invoice.` at any depth) or an exact type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPattern {
+    All,
+    Prefix(String),
+    Exact(String),
+}
+
+impl EventPattern {
+    /// # Errors
+    /// Anything that is not `*`, `<type>.*` or `<type>`.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        if s == "*" {
+            return Ok(Self::All);
+        }
+        if let Some(stem) = s.strip_suffix(".*") {
+            EventType::parse(stem).map_err(|_| {
+                InvalidName("a pattern is '*', an event type, or an event type followed by '.*'")
+            })?;
+            return Ok(Self::Prefix(format!("{stem}.")));
+        }
+        EventType::parse(s).map(|t| Self::Exact(t.0)).map_err(|_| {
+            InvalidName("a pattern is '*', an event type, or an event type followed by '.*'")
+        })
+    }
+
+    #[must_use]
+    pub fn matches(&self, event_type: &EventType) -> bool {
+        match self {
+            // `*` never picks up Herald's own operational events.
+            Self::All => !event_type.is_operational(),
+            Self::Prefix(p) => event_type.0.starts_with(p.as_str()),
+            Self::Exact(t) => *t == event_type.0,
+        }
+    }
+}
+
+/// An event id: the producer's (at most 255 of `A-Z a-z 0-9 _ . : -`, since
+/// it travels in the `webhook-id` header) or a UUIDv7 Herald assigns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// # Errors
+    /// Empty, too long, or a character outside the set.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        if s.is_empty() {
+            return Err(InvalidName("must not be empty"));
+        }
+        if s.len() > MAX_NAME_LEN {
+            return Err(InvalidName("must be at most 255 characters"));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+        {
+            return Err(InvalidName("may contain only A-Z a-z 0-9 _ . : -"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A fresh, time-ordered id.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7().to_string())
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// An event as producers publish it to the `events` exchange (and as the api
+/// publishes it for them). Unknown fields are ignored, so producers may add
+/// their own.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventMessage {
+    pub tenant_id: Uuid,
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One (event, webhook) pair on its way to a worker. It carries the event so
+/// the worker renders the request without reading the event back.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeliveryMessage {
+    pub delivery_id: Uuid,
+    pub tenant_id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// When the event was accepted, for the event-to-delivery histogram.
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub data: Box<RawValue>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Retrying,
+    Success,
+    Failed,
+}
+
+impl DeliveryStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Retrying => "retrying",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "retrying" => Some(Self::Retrying),
+            "success" => Some(Self::Success),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> EventType {
+        EventType::parse(s).unwrap()
+    }
+
+    #[test]
+    fn event_types_are_checked() {
+        assert!(EventType::parse("invoice.created").is_ok());
+        assert!(EventType::parse("CertificateCreated").is_ok());
+        assert!(EventType::parse("").is_err());
+        assert!(EventType::parse("a..b").is_err());
+        assert!(EventType::parse("a.*").is_err());
+        assert!(EventType::parse("has space").is_err());
+        assert!(EventType::parse(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn patterns_match_as_documented() {
+        let all = EventPattern::parse("*").unwrap();
+        let invoice = EventPattern::parse("invoice.*").unwrap();
+        let exact = EventPattern::parse("invoice.created").unwrap();
+        assert!(all.matches(&t("anything.at.all")));
+        assert!(invoice.matches(&t("invoice.created")));
+        assert!(invoice.matches(&t("invoice.line.added")));
+        assert!(!invoice.matches(&t("invoice")));
+        assert!(!invoice.matches(&t("invoices.created")));
+        assert!(exact.matches(&t("invoice.created")));
+        assert!(!exact.matches(&t("invoice.created.v2")));
+        assert!(EventPattern::parse("invoice.*.x").is_err());
+        assert!(EventPattern::parse("**").is_err());
+        assert!(EventPattern::parse("").is_err());
+    }
+
+    #[test]
+    fn operational_events_need_an_explicit_subscription() {
+        let all = EventPattern::parse("*").unwrap();
+        assert!(!all.matches(&t("webhook.disabled")));
+        assert!(!all.matches(&t("delivery.exhausted")));
+        assert!(
+            EventPattern::parse("webhook.*")
+                .unwrap()
+                .matches(&t("webhook.disabled"))
+        );
+        assert!(
+            EventPattern::parse("delivery.exhausted")
+                .unwrap()
+                .matches(&t("delivery.exhausted"))
+        );
+    }
+
+    #[test]
+    fn event_ids_are_header_safe() {
+        assert!(EventId::parse("msg_p5jXN8AQM9LWM0D4loKWxJek").is_ok());
+        assert!(EventId::parse("order:42.v1-a").is_ok());
+        assert!(EventId::parse("").is_err());
+        assert!(EventId::parse("a b").is_err());
+        assert!(EventId::parse("a\nb").is_err());
+        assert!(EventId::parse(&"x".repeat(256)).is_err());
+        assert_eq!(EventId::generate().as_str().len(), 36);
+    }
+}

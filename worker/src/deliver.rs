@@ -1,0 +1,318 @@
+//! One delivery message, start to finish: skip it if it is already
+//! delivered, render the envelope, sign it, POST it with the webhook's
+//! timeout and headers, record the attempt and the delivery's new status,
+//! and only then ack. A crash before the record leads to a redelivery and
+//! at most a duplicate POST, which receivers deduplicate by `webhook-id`.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use herald_shared::config::SecuritySettings;
+use herald_shared::consumer::{Disposition, Handler};
+use herald_shared::db::{DbError, deliveries};
+use herald_shared::metrics::Metrics;
+use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
+use herald_shared::net_guard::check_url;
+use http::{HeaderName, HeaderValue, header};
+use lapin::Channel;
+use lapin::message::Delivery;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::webhook_cache::{WebhookCache, WebhookConfig};
+
+/// Characters of a response body kept with an attempt.
+const RESPONSE_CHARS: usize = 1000;
+/// Bytes read from a response body at most (enough for 1,000 characters of
+/// UTF-8); the rest is not read.
+const RESPONSE_BYTES: usize = 4 * RESPONSE_CHARS;
+
+#[derive(Debug)]
+pub struct Worker {
+    pub pool: deadpool_postgres::Pool,
+    pub cache: WebhookCache,
+    pub metrics: Metrics,
+    pub security: SecuritySettings,
+    /// Name of the `sha256=<hex>` header.
+    pub signature_header: HeaderName,
+    /// The delivery client, and the one for webhooks with `verify_ssl` off.
+    pub client: reqwest::Client,
+    pub insecure_client: reqwest::Client,
+}
+
+/// The JSON body a receiver gets.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    timestamp: DateTime<Utc>,
+    tenant_id: Uuid,
+    webhook_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    data: &'a RawValue,
+}
+
+/// What one HTTP attempt came to.
+#[derive(Debug, Default)]
+struct Attempt {
+    status_code: Option<u16>,
+    body: Option<String>,
+    error: Option<String>,
+    duration: Duration,
+    /// For the attempts counter: `success`, `http_error`, `timeout`,
+    /// `network_error` or `blocked`.
+    outcome: &'static str,
+}
+
+impl Attempt {
+    fn succeeded(&self) -> bool {
+        self.status_code.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+impl Handler for Worker {
+    async fn handle(&self, _publisher: &Channel, delivery: &Delivery) -> Disposition {
+        let message: DeliveryMessage = match serde_json::from_slice(&delivery.data) {
+            Ok(m) => m,
+            Err(e) => {
+                // Only Herald publishes here; a message it cannot read would
+                // fail the same way forever, so it is dropped with a record
+                // in the log rather than redelivered in a loop.
+                tracing::error!(error.message = %e, "unreadable delivery message dropped");
+                return Disposition::Ack;
+            }
+        };
+        match self.deliver(&message).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => {
+                tracing::warn!(delivery_id = %message.delivery_id, error.message = %e, "delivery not recorded; it will be redelivered");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+impl Worker {
+    async fn deliver(&self, m: &DeliveryMessage) -> anyhow::Result<()> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let Some((status, attempts)) = deliveries::delivery_state(&client, m.delivery_id).await?
+        else {
+            // The delivery is gone (its webhook was deleted).
+            return Ok(());
+        };
+        if status == DeliveryStatus::Success {
+            return Ok(());
+        }
+        let Some(webhook) = self.cache.get(m.webhook_id).await? else {
+            return Ok(());
+        };
+        if !webhook.is_active {
+            deliveries::finish_unsent(&client, m.delivery_id, "the webhook is disabled").await?;
+            self.metrics
+                .deliveries_completed
+                .with_label_values(&["failed"])
+                .inc();
+            return Ok(());
+        }
+        drop(client);
+
+        let attempted_at = Utc::now();
+        self.metrics.inflight_deliveries.inc();
+        let attempt = self.post(m, &webhook, attempted_at, attempts + 1).await;
+        self.metrics.inflight_deliveries.dec();
+        self.metrics
+            .delivery_attempts
+            .with_label_values(&[attempt.outcome])
+            .inc();
+        self.metrics
+            .delivery_duration
+            .observe(attempt.duration.as_secs_f64());
+
+        let new_status = if attempt.succeeded() {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Failed
+        };
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        deliveries::record_attempt(
+            &client,
+            &deliveries::AttemptRecord {
+                delivery_id: m.delivery_id,
+                attempted_at,
+                duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
+                status_code: attempt.status_code.map(i32::from),
+                response_body: attempt.body.as_deref(),
+                error: attempt.error.as_deref(),
+                new_status,
+                next_attempt_at: None,
+            },
+        )
+        .await?;
+        self.metrics
+            .deliveries_completed
+            .with_label_values(&[new_status.as_str()])
+            .inc();
+        if new_status == DeliveryStatus::Success {
+            let elapsed = (Utc::now() - m.received_at).to_std().unwrap_or_default();
+            self.metrics
+                .event_to_delivery
+                .observe(elapsed.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Renders, signs and sends one request.
+    async fn post(
+        &self,
+        m: &DeliveryMessage,
+        webhook: &WebhookConfig,
+        attempted_at: DateTime<Utc>,
+        attempt_number: i32,
+    ) -> Attempt {
+        // Checked again here: the settings may have tightened since the
+        // webhook was saved. Host names are checked as they resolve.
+        if let Err(e) = check_url(&webhook.url, &self.security) {
+            return Attempt {
+                error: Some(format!("blocked: the URL {e}")),
+                outcome: "blocked",
+                ..Attempt::default()
+            };
+        }
+        let body = match serde_json::to_vec(&Envelope {
+            id: &m.event_id,
+            event_type: &m.event_type,
+            timestamp: m.occurred_at,
+            tenant_id: m.tenant_id,
+            webhook_id: m.webhook_id,
+            severity: m.severity,
+            source: m.source.as_deref(),
+            data: &m.data,
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt {
+                    error: Some(format!("cannot render the body: {e}")),
+                    outcome: "blocked",
+                    ..Attempt::default()
+                };
+            }
+        };
+        let timestamp = attempted_at.timestamp();
+        let mut headers = webhook.headers.clone();
+        let fixed: [(HeaderName, String); 7] = [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (HeaderName::from_static("webhook-id"), m.event_id.clone()),
+            (
+                HeaderName::from_static("webhook-timestamp"),
+                timestamp.to_string(),
+            ),
+            (
+                HeaderName::from_static("webhook-signature"),
+                webhook.secret.sign_v1(&m.event_id, timestamp, &body),
+            ),
+            (
+                self.signature_header.clone(),
+                webhook.secret.sign_sha256_hex(&body),
+            ),
+            (
+                HeaderName::from_static("x-herald-event"),
+                m.event_type.clone(),
+            ),
+            (
+                HeaderName::from_static("x-herald-delivery"),
+                m.delivery_id.to_string(),
+            ),
+        ];
+        for (name, value) in fixed {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+        headers.insert(
+            HeaderName::from_static("x-herald-attempt"),
+            HeaderValue::from(attempt_number),
+        );
+
+        let client = if webhook.verify_ssl {
+            &self.client
+        } else {
+            &self.insecure_client
+        };
+        let started = Instant::now();
+        let sent = client
+            .post(&webhook.url)
+            .headers(headers)
+            .timeout(webhook.timeout)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt {
+                    error: Some(describe(&e, webhook.timeout)),
+                    outcome: if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "network_error"
+                    },
+                    duration: started.elapsed(),
+                    ..Attempt::default()
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        let mut error = None;
+        while bytes.len() < RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(describe(&e, webhook.timeout));
+                    break;
+                }
+            }
+        }
+        let duration = started.elapsed();
+        let text: String = String::from_utf8_lossy(&bytes)
+            .chars()
+            .take(RESPONSE_CHARS)
+            .collect();
+        let success = (200..300).contains(&status);
+        Attempt {
+            status_code: Some(status),
+            body: Some(text),
+            error: error.or_else(|| (!success).then(|| format!("the endpoint answered {status}"))),
+            duration,
+            outcome: if success { "success" } else { "http_error" },
+        }
+    }
+}
+
+/// A transport error with its causes, e.g. "connection error: tcp connect
+/// error: Connection refused (os error 111)".
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}s", timeout.as_secs());
+    }
+    let mut text = if e.is_connect() {
+        "connection error".to_owned()
+    } else {
+        "request error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

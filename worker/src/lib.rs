@@ -1,0 +1,6 @@
+//! Herald's worker: consumes delivery messages, renders and signs each
+//! event, POSTs it to the webhook's endpoint, and records every attempt.
+
+pub mod deliver;
+pub mod run;
+pub mod webhook_cache;

@@ -1,0 +1,11 @@
+//! `herald-worker`: runs one worker until SIGTERM.
+
+use herald_shared::config::Settings;
+use herald_shared::{shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(settings.log.format);
+    herald_worker::run::run(settings, None, shutdown::on_signal()).await
+}

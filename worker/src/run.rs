@@ -1,0 +1,71 @@
+//! Building and running a worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_shared::amqp::Topology;
+use herald_shared::config::Settings;
+use herald_shared::consumer::{self, ConsumerConfig};
+use herald_shared::crypto::Sealer;
+use herald_shared::db::config_version::VersionWatch;
+use herald_shared::health::{self, Probe};
+use herald_shared::metrics::Metrics;
+use herald_shared::net_guard::delivery_client;
+use http::HeaderName;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::deliver::Worker;
+use crate::webhook_cache::WebhookCache;
+
+/// Runs a worker until `shutdown`: health and metrics on `listener` (or
+/// `worker.listen`), deliveries from the deliveries queue.
+///
+/// # Errors
+/// The health address is taken or the configuration is unusable (no
+/// encryption key, a bad signature header name).
+pub async fn run(
+    settings: Settings,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
+    let signature_header = HeaderName::from_bytes(settings.worker.signature_header.as_bytes())
+        .context("worker.signature_header is not a valid header name")?;
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(settings.worker.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.worker.listen))?,
+    };
+    let pool = settings.database.pool()?;
+    let topology = Topology::new(&settings.amqp)?;
+    let metrics = Metrics::new();
+    let probe = Probe::new(pool.clone(), metrics.clone());
+    let watch = VersionWatch::default();
+    let _ = watch.refresh(&pool).await;
+    watch.spawn(pool.clone(), shutdown.clone());
+
+    let health = tokio::spawn(health::serve(listener, probe.clone(), shutdown.clone()));
+    let worker = Arc::new(Worker {
+        cache: WebhookCache::new(pool.clone(), sealer, watch),
+        pool,
+        metrics,
+        client: delivery_client(&settings.security, true).context("building the HTTP client")?,
+        insecure_client: delivery_client(&settings.security, !settings.security.allow_insecure_tls)
+            .context("building the HTTP client")?,
+        security: settings.security.clone(),
+        signature_header,
+    });
+    let config = ConsumerConfig {
+        name: "herald-worker".to_owned(),
+        queue: topology.deliveries(),
+        prefetch: settings.worker.concurrency,
+        drain_timeout: Duration::from_secs(settings.worker.shutdown_timeout_seconds),
+    };
+    consumer::run(&settings.amqp, &topology, &config, worker, &probe, shutdown).await;
+    let _ = health.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Webhook configuration as the worker needs it (URL, opened secret,
+//! headers, timeout), cached per webhook and trusted only while the
+//! configuration version it was loaded under is current.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use herald_shared::crypto::Sealer;
+use herald_shared::db::config_version::VersionWatch;
+use herald_shared::db::webhooks;
+use herald_shared::signing::WebhookSecret;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
+
+/// What one delivery attempt needs to know about its webhook.
+#[derive(Debug)]
+pub struct WebhookConfig {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub url: String,
+    pub secret: WebhookSecret,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+    pub verify_ssl: bool,
+    pub is_active: bool,
+}
+
+/// Why a webhook could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Db(#[from] herald_shared::db::DbError),
+    #[error("the webhook's secret cannot be opened: {0}")]
+    Secret(String),
+}
+
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct WebhookCache {
+    pool: Pool,
+    sealer: Sealer,
+    watch: VersionWatch,
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    version: i64,
+    /// `None`: the webhook does not exist (deleted).
+    entries: HashMap<Uuid, Option<Arc<WebhookConfig>>>,
+}
+
+impl WebhookCache {
+    #[must_use]
+    pub fn new(pool: Pool, sealer: Sealer, watch: VersionWatch) -> Self {
+        Self {
+            pool,
+            sealer,
+            watch,
+            inner: Arc::new(RwLock::new(Inner::default())),
+        }
+    }
+
+    /// The webhook, or `None` when it no longer exists.
+    ///
+    /// # Errors
+    /// A database error, or a secret sealed under another key.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<WebhookConfig>>, LoadError> {
+        let version = self.watch.get();
+        if version >= 0 {
+            let inner = self
+                .inner
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if inner.version == version
+                && let Some(entry) = inner.entries.get(&id)
+            {
+                return Ok(entry.clone());
+            }
+        }
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(herald_shared::db::DbError::from)?;
+        let entry = match webhooks::get_by_id(&client, id).await? {
+            None => None,
+            Some(w) => {
+                let opened = self
+                    .sealer
+                    .open(&w.secret_sealed)
+                    .map_err(|e| LoadError::Secret(e.to_string()))?;
+                let text =
+                    String::from_utf8(opened).map_err(|e| LoadError::Secret(e.to_string()))?;
+                let secret =
+                    WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))?;
+                let mut headers = HeaderMap::new();
+                for (name, value) in &w.headers {
+                    // Checked by the api on the way in; skip anything that
+                    // no longer parses rather than fail the delivery.
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        headers.insert(n, v);
+                    }
+                }
+                Some(Arc::new(WebhookConfig {
+                    id: w.id,
+                    tenant_id: w.tenant_id,
+                    url: w.url,
+                    secret,
+                    headers,
+                    timeout: Duration::from_secs(u64::try_from(w.timeout_seconds).unwrap_or(10)),
+                    verify_ssl: w.verify_ssl,
+                    is_active: w.is_active,
+                }))
+            }
+        };
+        if version >= 0 {
+            let mut inner = self
+                .inner
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if inner.version != version || inner.entries.len() >= MAX_ENTRIES {
+                inner.entries.clear();
+                inner.version = version;
+            }
+            inner.entries.insert(id, entry.clone());
+        }
+        Ok(entry)
+    }
+}
