@@ -1,1 +1,17 @@
-//! Test helpers.
+//! Herald's test harness. Every test gets its own database (copied from a
+//! migrated template) and its own AMQP prefix, so tests run in parallel
+//! against the real Postgres and RabbitMQ and leave nothing behind; the
+//! three processes run in-process on random ports, and endpoints are real
+//! HTTP servers on loopback.
+//!
+//! The services are found through the same `HERALD__DATABASE__URL` and
+//! `HERALD__AMQP__URL` variables as Herald itself, defaulting to the local
+//! ones.
+
+mod env;
+mod receiver;
+mod wait;
+
+pub use env::{ADMIN_TOKEN, ApiHandle, ProcessHandle, TestEnv};
+pub use receiver::{Received, Receiver};
+pub use wait::wait_until;

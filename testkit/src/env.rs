@@ -1,0 +1,425 @@
+//! One test's world: its database, its AMQP prefix, its settings, and the
+//! Herald processes it starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use herald_shared::amqp::{Topology, connect};
+use herald_shared::config::Settings;
+use herald_shared::db;
+use lapin::{Channel, Connection};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const DEFAULT_DB_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// Serialises template creation across test processes.
+const TEMPLATE_LOCK: i64 = 0x4845_5241_4c44;
+
+fn base_db_url() -> String {
+    std::env::var("HERALD__DATABASE__URL").unwrap_or_else(|_| DEFAULT_DB_URL.to_owned())
+}
+
+fn db_url(name: &str) -> String {
+    let base = base_db_url();
+    let head = base.rsplit_once('/').map_or(base.as_str(), |(h, _)| h);
+    format!("{head}/{name}")
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db_url("postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("connect to Postgres (is it running? see scripts/services.sh)");
+    tokio::spawn(conn);
+    client
+}
+
+/// The template's name carries a hash of the migrations, so a changed
+/// migration builds a new template instead of reusing a stale one.
+fn template_name() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("migrations folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in files {
+        hash.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes().to_vec())
+                .unwrap_or_default(),
+        );
+        hash.update(std::fs::read(&f).expect("read migration"));
+    }
+    format!("herald_tpl_{}", &hex::encode(hash.finalize())[..12])
+}
+
+/// Creates `name` as a copy of the migrated template, building the
+/// template first if no test process has yet.
+async fn create_database(name: &str) {
+    let template = template_name();
+    let admin = admin_client().await;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("advisory lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .expect("query pg_database")
+        .is_some();
+    if !exists {
+        let building = format!("{template}_building");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await
+            .expect("drop a half-built template");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .expect("create template database");
+        let settings = settings_for(&building, "unused", &HashMap::new());
+        let pool = settings.database.pool().expect("pool");
+        db::migrate(&pool).await.expect("migrate template");
+        pool.close();
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .expect("rename template");
+    }
+    let mut tries = 0;
+    loop {
+        match admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+        {
+            Ok(()) => break,
+            // Another test copying the template at the same moment.
+            Err(e) if tries < 20 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("advisory unlock");
+}
+
+fn env_map(
+    db_name: &str,
+    prefix: &str,
+    extra: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let amqp = std::env::var("HERALD__AMQP__URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned());
+    let mut env: HashMap<String, String> = [
+        ("HERALD__DATABASE__URL", db_url(db_name)),
+        ("HERALD__DATABASE__POOL_SIZE", "8".to_owned()),
+        ("HERALD__AMQP__URL", amqp),
+        ("HERALD__AMQP__PREFIX", prefix.to_owned()),
+        ("HERALD__API__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HERALD__API__ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ("HERALD__DISPATCHER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HERALD__DISPATCHER__CONCURRENCY", "16".to_owned()),
+        ("HERALD__WORKER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HERALD__WORKER__CONCURRENCY", "32".to_owned()),
+        ("HERALD__WORKER__SHUTDOWN_TIMEOUT_SECONDS", "5".to_owned()),
+        ("HERALD__SECURITY__ALLOW_HTTP", "true".to_owned()),
+        ("HERALD__SECURITY__ALLOW_PRIVATE_TARGETS", "true".to_owned()),
+        ("HERALD__SECURITY__ENCRYPTION_KEY", key),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+fn settings_for(db_name: &str, prefix: &str, extra: &HashMap<String, String>) -> Settings {
+    Settings::load_from(&env_map(db_name, prefix, extra)).expect("test settings")
+}
+
+/// A running in-process Herald process.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    stop: CancellationToken,
+    join: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ProcessHandle {
+    /// Sends the shutdown signal and waits for a clean exit.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.join)
+            .await
+            .expect("process stops within 30 s")
+            .expect("process task")
+            .expect("process exits cleanly");
+    }
+}
+
+/// A running api with a client for it.
+#[derive(Debug)]
+pub struct ApiHandle {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub process: ProcessHandle,
+}
+
+/// One test's isolated world.
+pub struct TestEnv {
+    pub settings: Settings,
+    /// The `HERALD__…` variables that reproduce `settings` in a child process.
+    pub vars: HashMap<String, String>,
+    pub db_name: String,
+    pub pool: deadpool_postgres::Pool,
+    pub topology: Topology,
+    /// Parent of every process's shutdown token; cancelled on drop.
+    stop_all: CancellationToken,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// With extra `HERALD__…` settings.
+    pub async fn with(extra: &[(&str, &str)]) -> Self {
+        herald_shared::telemetry::init_for_tests();
+        let id = Uuid::new_v4().simple().to_string();
+        let db_name = format!("herald_t_{}", &id[..16]);
+        let prefix = format!("herald_t_{}", &id[..16]);
+        create_database(&db_name).await;
+        let extra: HashMap<String, String> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let vars = env_map(&db_name, &prefix, &extra);
+        let settings = Settings::load_from(&vars).expect("test settings");
+        let pool = settings.database.pool().expect("pool");
+        let topology = Topology::new(&settings.amqp).expect("topology");
+        Self {
+            settings,
+            vars,
+            db_name,
+            pool,
+            topology,
+            stop_all: CancellationToken::new(),
+        }
+    }
+
+    pub async fn start_api(&self) -> ApiHandle {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+        let app = herald_api::startup::Application::build(self.settings.clone(), Some(listener))
+            .await
+            .expect("build api");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let stop = self.stop_all.child_token();
+        let join = tokio::spawn(app.run_until_stopped(stop.clone()));
+        ApiHandle {
+            base,
+            http: reqwest::Client::new(),
+            process: ProcessHandle { stop, join },
+        }
+    }
+
+    pub async fn start_dispatcher(&self) -> ProcessHandle {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind dispatcher");
+        let stop = self.stop_all.child_token();
+        let join = tokio::spawn(herald_dispatcher::run::run(
+            self.settings.clone(),
+            Some(listener),
+            stop.clone(),
+        ));
+        ProcessHandle { stop, join }
+    }
+
+    pub async fn start_worker(&self) -> ProcessHandle {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+        let stop = self.stop_all.child_token();
+        let join = tokio::spawn(herald_worker::run::run(
+            self.settings.clone(),
+            Some(listener),
+            stop.clone(),
+        ));
+        ProcessHandle { stop, join }
+    }
+
+    /// A broker connection and channel, for publishing like a producer.
+    pub async fn amqp(&self) -> (Connection, Channel) {
+        let conn = connect(&self.settings.amqp.url, "herald-test")
+            .await
+            .expect("connect broker");
+        let ch = herald_shared::amqp::confirmed_channel(&conn)
+            .await
+            .expect("channel");
+        self.topology.declare(&ch).await.expect("declare topology");
+        (conn, ch)
+    }
+
+    /// A database connection for assertions.
+    pub async fn db(&self) -> deadpool_postgres::Object {
+        self.pool.get().await.expect("database connection")
+    }
+
+    /// Counts rows matching a query returning one bigint.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("count query")
+            .get(0)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.stop_all.cancel();
+        self.pool.close();
+        let db_name = self.db_name.clone();
+        let topology = self.topology.clone();
+        let url = self.settings.amqp.url.clone();
+        // Drop runs outside async context guarantees (and during panics), so
+        // the cleanup gets its own thread and runtime.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            rt.block_on(async move {
+                // Let cancelled processes close before their queues vanish,
+                // so none declares them again.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(conn) = connect(&url, "herald-test-cleanup").await
+                    && let Ok(ch) = conn.create_channel().await
+                {
+                    let _ = topology.delete(&ch).await;
+                    let _ = conn.close(200, "cleanup".into()).await;
+                }
+                let admin = admin_client().await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+                    .await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+impl ApiHandle {
+    /// Sends a request and answers the status and JSON body (or `Null`).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("api reachable");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends raw bytes as the body.
+    pub async fn call_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, Option<String>, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("api reachable");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.expect("body");
+        (
+            status,
+            content_type,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Creates a tenant; answers its id and token.
+    pub async fn create_tenant(&self, name: &str) -> (String, String) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/tenants",
+                Some(ADMIN_TOKEN),
+                Some(&json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create tenant: {body}");
+        (
+            body["id"].as_str().expect("tenant id").to_owned(),
+            body["token"].as_str().expect("tenant token").to_owned(),
+        )
+    }
+
+    /// Creates a webhook; answers the whole response (with the secret).
+    pub async fn create_webhook(&self, token: &str, body: Value) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/webhooks",
+                Some(token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create webhook: {body}");
+        body
+    }
+
+    /// Sends one event; answers its id.
+    pub async fn send_event(&self, token: &str, body: Value) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/events",
+                Some(token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "send event: {body}");
+        body["id"].as_str().expect("event id").to_owned()
+    }
+}

@@ -1,0 +1,139 @@
+//! A real HTTP endpoint on a random loopback port that records every
+//! request and answers a status the test can change.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use herald_shared::signing::WebhookSecret;
+use tokio_util::sync::CancellationToken;
+
+/// One request as the endpoint saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    /// Checks both signatures as a receiver would, with the webhook's secret.
+    pub fn signatures_valid(&self, secret: &str) -> bool {
+        let Ok(secret) = WebhookSecret::parse(secret) else {
+            return false;
+        };
+        let (Some(id), Some(ts), Some(sig), Some(hex)) = (
+            self.header("webhook-id"),
+            self.header("webhook-timestamp")
+                .and_then(|t| t.parse::<i64>().ok()),
+            self.header("webhook-signature"),
+            self.header("x-webhook-signature"),
+        ) else {
+            return false;
+        };
+        let fresh = (chrono_now() - ts).abs() <= 300;
+        fresh
+            && secret.verify_v1(id, ts, &self.body, sig)
+            && secret.verify_sha256_hex(&self.body, hex)
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+#[derive(Clone)]
+struct Shared {
+    requests: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+}
+
+/// The endpoint; stops when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Shared,
+    stop: CancellationToken,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let shared = Shared {
+            requests: Arc::new(Mutex::new(Vec::new())),
+            status: Arc::new(AtomicU16::new(200)),
+        };
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .with_state(shared.clone());
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+        });
+        Self { addr, shared, stop }
+    }
+
+    /// A URL on this endpoint.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
+    /// Answer this status from now on.
+    pub fn respond_with(&self, status: u16) {
+        self.shared.status.store(status, Ordering::Release);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.shared.requests.lock().expect("lock").clone()
+    }
+
+    /// Requests made to one path.
+    pub fn requests_to(&self, path: &str) -> Vec<Received> {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn record(
+    State(shared): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    shared.requests.lock().expect("lock").push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    });
+    StatusCode::from_u16(shared.status.load(Ordering::Acquire)).unwrap_or(StatusCode::OK)
+}

@@ -1,0 +1,6 @@
+//! Herald's integration tests: the real processes against the real
+//! Postgres, RabbitMQ and HTTP endpoints, each test in its own database and
+//! AMQP prefix.
+
+mod api;
+mod pipeline;
