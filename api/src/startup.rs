@@ -58,7 +58,10 @@ impl Application {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
         let state = AppState {
-            publisher: Publisher::new(settings.amqp.url.clone(), "herald-api"),
+            publisher: Publisher::new(
+                settings.amqp.url.clone(),
+                &format!("{} herald-api", topology.prefix()),
+            ),
             settings: Arc::new(settings),
             pool,
             topology: Arc::new(topology),

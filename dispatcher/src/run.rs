@@ -49,7 +49,7 @@ pub async fn run(
         max_event_bytes: settings.api.max_event_bytes,
     });
     let config = ConsumerConfig {
-        name: "herald-dispatcher".to_owned(),
+        name: format!("{} herald-dispatcher", topology.prefix()),
         queue: topology.dispatch_queue(),
         prefetch: settings.dispatcher.concurrency,
         drain_timeout: Duration::from_secs(10),

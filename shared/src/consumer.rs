@@ -45,7 +45,7 @@ pub trait Handler: Send + Sync + 'static {
 /// How a consumer is set up.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Connection name shown by the broker.
+    /// Connection name shown by the broker (the prefix and the process).
     pub name: String,
     pub queue: String,
     /// Unacked messages held at once, and so the handler tasks in flight.
@@ -96,7 +96,11 @@ async fn session<H: Handler>(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
-    let tag = format!("{}-{}", config.name, uuid::Uuid::now_v7().simple());
+    let tag = format!(
+        "{}-{}",
+        config.name.replace(' ', "-"),
+        uuid::Uuid::now_v7().simple()
+    );
     let mut consumer = channel
         .basic_consume(
             config.queue.clone().into(),

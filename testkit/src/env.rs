@@ -272,6 +272,59 @@ impl TestEnv {
         (conn, ch)
     }
 
+    /// Kills every server connection to this test's database, as a
+    /// database restart would.
+    pub async fn terminate_db_connections(&self) -> i64 {
+        let admin = admin_client().await;
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&self.db_name],
+            )
+            .await
+            .expect("terminate backends")
+            .len()
+            .try_into()
+            .unwrap_or_default()
+    }
+
+    /// Closes, on the broker's side, every connection Herald's processes of
+    /// this test opened (their names start with the prefix), as a broker
+    /// restart would. Answers how many were closed.
+    pub fn close_broker_connections(&self) -> usize {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_connections",
+                "pid",
+                "client_properties",
+                "-q",
+                "--no-table-headers",
+            ])
+            .output()
+            .expect("run rabbitmqctl");
+        assert!(out.status.success(), "rabbitmqctl list_connections failed");
+        // One line per connection: the pid, a tab, then the client
+        // properties, which hold the connection name.
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let name = format!("{} herald-", self.topology.prefix());
+        let mut closed = 0;
+        for line in listing.lines().filter(|l| l.contains(&name)) {
+            let pid = line.split('\t').next().expect("connection pid");
+            let status = std::process::Command::new("rabbitmqctl")
+                .args([
+                    "close_connection",
+                    pid,
+                    "test: simulated broker failure",
+                    "-q",
+                ])
+                .status()
+                .expect("run rabbitmqctl");
+            assert!(status.success(), "close_connection {pid}");
+            closed += 1;
+        }
+        closed
+    }
+
     /// A database connection for assertions.
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.pool.get().await.expect("database connection")
@@ -331,7 +384,9 @@ impl ApiHandle {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}", base = self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -357,7 +412,7 @@ impl ApiHandle {
     ) -> (StatusCode, Option<String>, Value) {
         let resp = self
             .http
-            .request(method, format!("{}{}", self.base, path))
+            .request(method, format!("{base}{path}", base = self.base))
             .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body.to_owned())

@@ -9,9 +9,11 @@
 //! ones.
 
 mod env;
+mod process;
 mod receiver;
 mod wait;
 
 pub use env::{ADMIN_TOKEN, ApiHandle, ProcessHandle, TestEnv};
+pub use process::{ChildProcess, free_port};
 pub use receiver::{Received, Receiver};
 pub use wait::wait_until;

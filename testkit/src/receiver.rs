@@ -2,7 +2,7 @@
 //! request and answers a status the test can change.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -62,6 +62,8 @@ fn chrono_now() -> i64 {
 struct Shared {
     requests: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering.
+    delay_ms: Arc<AtomicU64>,
 }
 
 /// The endpoint; stops when dropped.
@@ -80,6 +82,7 @@ impl Receiver {
         let shared = Shared {
             requests: Arc::new(Mutex::new(Vec::new())),
             status: Arc::new(AtomicU16::new(200)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         let app = Router::new()
             .route("/{*path}", post(record))
@@ -102,6 +105,14 @@ impl Receiver {
     /// Answer this status from now on.
     pub fn respond_with(&self, status: u16) {
         self.shared.status.store(status, Ordering::Release);
+    }
+
+    /// Answer only after this long (the request is recorded on arrival).
+    pub fn respond_after(&self, delay: std::time::Duration) {
+        self.shared.delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -135,5 +146,9 @@ async fn record(
         headers,
         body,
     });
+    let delay = shared.delay_ms.load(Ordering::Acquire);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     StatusCode::from_u16(shared.status.load(Ordering::Acquire)).unwrap_or(StatusCode::OK)
 }

@@ -59,7 +59,7 @@ pub async fn run(
         signature_header,
     });
     let config = ConsumerConfig {
-        name: "herald-worker".to_owned(),
+        name: format!("{} herald-worker", topology.prefix()),
         queue: topology.deliveries(),
         prefetch: settings.worker.concurrency,
         drain_timeout: Duration::from_secs(settings.worker.shutdown_timeout_seconds),

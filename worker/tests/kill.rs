@@ -1,0 +1,131 @@
+//! The worker as a real process: killed mid-flight it loses nothing, and
+//! SIGTERM makes it drain and exit cleanly.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_testkit::{ChildProcess, Receiver, TestEnv, free_port, wait_until};
+use serde_json::json;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_herald-worker");
+const EVENTS: usize = 60;
+
+fn worker_vars(env: &TestEnv) -> std::collections::HashMap<String, String> {
+    let mut vars = env.vars.clone();
+    vars.insert(
+        "HERALD__WORKER__LISTEN".to_owned(),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    vars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_no_delivery() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let _dispatcher = env.start_dispatcher().await;
+    let receiver = Receiver::start().await;
+    // Slow answers keep many deliveries in flight when the worker dies.
+    receiver.respond_after(Duration::from_millis(400));
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"]}),
+    )
+    .await;
+    let mut sent = HashSet::new();
+    for i in 0..EVENTS {
+        sent.insert(
+            api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
+                .await,
+        );
+    }
+    // Every event is stored with its delivery before any worker runs.
+    wait_until(Duration::from_secs(20), "deliveries created", || async {
+        (env.count("SELECT count(*) FROM deliveries").await == i64::try_from(EVENTS).unwrap())
+            .then_some(())
+    })
+    .await;
+
+    let mut first = ChildProcess::spawn(WORKER, &[], &worker_vars(&env));
+    wait_until(Duration::from_secs(20), "the first requests", || async {
+        (receiver.requests().len() >= 5).then_some(())
+    })
+    .await;
+    first.kill();
+    let seen_before_kill = receiver.requests().len();
+    assert!(
+        seen_before_kill < EVENTS,
+        "the kill came while deliveries were in flight"
+    );
+
+    let mut second = ChildProcess::spawn(WORKER, &[], &worker_vars(&env));
+    let received = wait_until(Duration::from_secs(60), "every event delivered", || async {
+        let ids: HashSet<String> = receiver
+            .requests()
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+            .collect();
+        (ids.len() == EVENTS).then_some(ids)
+    })
+    .await;
+    assert_eq!(received, sent, "every accepted event reached the endpoint");
+    wait_until(
+        Duration::from_secs(20),
+        "every delivery recorded as success",
+        || async {
+            (env.count("SELECT count(*) FROM deliveries WHERE status = 'success'")
+                .await
+                == i64::try_from(EVENTS).unwrap())
+            .then_some(())
+        },
+    )
+    .await;
+
+    // SIGTERM: the worker stops consuming, drains and exits with success.
+    second.terminate();
+    let status = second
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "clean exit, got {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_deliveries_in_flight_before_exiting() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let _dispatcher = env.start_dispatcher().await;
+    let receiver = Receiver::start().await;
+    receiver.respond_after(Duration::from_millis(1500));
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"]}),
+    )
+    .await;
+    for i in 0..5 {
+        api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
+            .await;
+    }
+    let mut worker = ChildProcess::spawn(WORKER, &[], &worker_vars(&env));
+    wait_until(
+        Duration::from_secs(20),
+        "five requests in flight",
+        || async { (receiver.requests().len() == 5).then_some(()) },
+    )
+    .await;
+    worker.terminate();
+    let status = worker
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "clean exit, got {status}");
+    // The answers came back after the signal and were still recorded.
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE status = 'success'")
+            .await,
+        5
+    );
+    assert_eq!(receiver.requests().len(), 5, "nothing was sent twice");
+}
