@@ -64,16 +64,14 @@ impl FromRequestParts<AppState> for Caller {
         }
 
         let hash = tenants::hash_token(token);
-        if let Some(tenant) = state.tokens.get(&hash) {
-            return Ok(Self::Tenant(tenant));
-        }
-        let version = state.tokens.version();
+        let version = match state.tokens.lookup(&hash) {
+            Ok(tenant) => return Ok(Self::Tenant(tenant)),
+            Err(version) => version,
+        };
         let client = state.pool.get().await?;
         match tenants::tenant_of_token(&client, token).await? {
             Some(tenant) => {
-                if version >= 0 {
-                    state.tokens.put(version, hash, tenant);
-                }
+                state.tokens.store(version, hash, tenant);
                 Ok(Self::Tenant(tenant))
             }
             None => Err(ApiError::Unauthorized),

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::routes;
-use crate::state::{AppState, TokenCache};
+use crate::state::{AppState, TOKEN_CACHE_ENTRIES, TokenCache};
 
 /// A bound, ready-to-run api.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Application {
             topology: Arc::new(topology),
             sealer,
             metrics: Metrics::new(),
-            tokens: TokenCache::new(watch.clone()),
+            tokens: TokenCache::new(watch.clone(), TOKEN_CACHE_ENTRIES),
         };
         Ok(Self {
             listener,

@@ -3,13 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use herald_shared::amqp::Topology;
 use herald_shared::config::Settings;
 use herald_shared::consumer::{self, ConsumerConfig};
-use herald_shared::db::config_version::VersionWatch;
-use herald_shared::health::{self, Probe};
-use herald_shared::metrics::Metrics;
+use herald_shared::process::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,44 +22,30 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(settings.dispatcher.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.dispatcher.listen))?,
-    };
-    let pool = settings.database.pool()?;
-    let topology = Topology::new(&settings.amqp)?;
-    let metrics = Metrics::new();
-    let probe = Probe::new(pool.clone(), metrics.clone());
-    let watch = VersionWatch::default();
-    let _ = watch.refresh(&pool).await;
-    watch.spawn(pool.clone(), shutdown.clone());
-
-    let health = tokio::spawn(health::serve(listener, probe.clone(), shutdown.clone()));
+    let base = Base::start(&settings, settings.dispatcher.listen, listener, &shutdown).await?;
     let dispatcher = Arc::new(Dispatcher {
-        cache: SubscriptionCache::new(pool.clone(), watch),
-        pool,
-        topology: topology.clone(),
-        metrics,
+        cache: SubscriptionCache::new(base.pool.clone(), base.watch.clone()),
+        pool: base.pool.clone(),
+        topology: base.topology.clone(),
+        metrics: base.metrics.clone(),
         max_event_bytes: settings.api.max_event_bytes,
     });
     let config = ConsumerConfig {
-        name: format!("{} herald-dispatcher", topology.prefix()),
-        queue: topology.dispatch_queue(),
+        name: format!("{} herald-dispatcher", base.topology.prefix()),
+        queue: base.topology.dispatch_queue(),
         prefetch: settings.dispatcher.concurrency,
         drain_timeout: Duration::from_secs(10),
     };
     consumer::run(
         &settings.amqp,
-        &topology,
+        &base.topology,
         &config,
         dispatcher,
-        &probe,
+        &base.probe,
         shutdown,
     )
     .await;
-    let _ = health.await;
+    base.finish().await;
     tracing::info!("dispatcher stopped");
     Ok(())
 }

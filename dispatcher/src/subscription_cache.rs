@@ -3,11 +3,10 @@
 //! under is current, so a webhook created, edited, disabled or deleted is
 //! seen within the version poll interval (0.5 s) on every replica.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use herald_shared::db::config_version::VersionWatch;
+use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::{DbResult, tenants, webhooks};
 use herald_shared::models::{EventPattern, EventType};
 use uuid::Uuid;
@@ -32,21 +31,13 @@ impl TenantSubscriptions {
     }
 }
 
-/// Tenants cached at most; past this the cache starts over (a flood of
-/// unknown tenant ids cannot grow it without bound).
+/// Tenants cached at most.
 const MAX_TENANTS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct SubscriptionCache {
     pool: Pool,
-    watch: VersionWatch,
-    inner: Arc<RwLock<Inner>>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    version: i64,
-    tenants: HashMap<Uuid, Arc<TenantSubscriptions>>,
+    cache: VersionedCache<Uuid, Arc<TenantSubscriptions>>,
 }
 
 impl SubscriptionCache {
@@ -54,8 +45,7 @@ impl SubscriptionCache {
     pub fn new(pool: Pool, watch: VersionWatch) -> Self {
         Self {
             pool,
-            watch,
-            inner: Arc::new(RwLock::new(Inner::default())),
+            cache: VersionedCache::new(watch, MAX_TENANTS),
         }
     }
 
@@ -64,18 +54,10 @@ impl SubscriptionCache {
     /// # Errors
     /// A database error on a cache miss.
     pub async fn get(&self, tenant_id: Uuid) -> DbResult<Arc<TenantSubscriptions>> {
-        let version = self.watch.get();
-        if version >= 0 {
-            let inner = self
-                .inner
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if inner.version == version
-                && let Some(entry) = inner.tenants.get(&tenant_id)
-            {
-                return Ok(Arc::clone(entry));
-            }
-        }
+        let version = match self.cache.lookup(&tenant_id) {
+            Ok(hit) => return Ok(hit),
+            Err(version) => version,
+        };
         let client = self.pool.get().await?;
         let (exists, subs) = tokio::try_join!(
             tenants::tenant_exists(&client, tenant_id),
@@ -97,17 +79,7 @@ impl SubscriptionCache {
                 })
                 .collect(),
         });
-        if version >= 0 {
-            let mut inner = self
-                .inner
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if inner.version != version || inner.tenants.len() >= MAX_TENANTS {
-                inner.tenants.clear();
-                inner.version = version;
-            }
-            inner.tenants.insert(tenant_id, Arc::clone(&entry));
-        }
+        self.cache.store(version, tenant_id, Arc::clone(&entry));
         Ok(entry)
     }
 }

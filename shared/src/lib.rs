@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod net_guard;
+pub mod process;
 pub mod shutdown;
 pub mod signing;
 pub mod telemetry;

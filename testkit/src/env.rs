@@ -260,6 +260,15 @@ impl TestEnv {
         ProcessHandle { stop, join }
     }
 
+    /// An api, a dispatcher and a worker: the whole pipeline.
+    pub async fn start_all(&self) -> (ApiHandle, ProcessHandle, ProcessHandle) {
+        (
+            self.start_api().await,
+            self.start_dispatcher().await,
+            self.start_worker().await,
+        )
+    }
+
     /// A broker connection and channel, for publishing like a producer.
     pub async fn amqp(&self) -> (Connection, Channel) {
         let conn = connect(&self.settings.amqp.url, "herald-test")
@@ -323,6 +332,20 @@ impl TestEnv {
             closed += 1;
         }
         closed
+    }
+
+    /// Publishes raw bytes to the events exchange as a producer would
+    /// (persistent, waiting for the broker's confirm).
+    pub async fn publish_event(&self, ch: &Channel, routing_key: &str, body: &[u8]) {
+        herald_shared::amqp::publish_confirmed(
+            ch,
+            &self.topology.events_exchange(),
+            routing_key,
+            body,
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish confirmed");
     }
 
     /// A database connection for assertions.

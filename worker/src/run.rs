@@ -4,14 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use herald_shared::amqp::Topology;
 use herald_shared::config::Settings;
 use herald_shared::consumer::{self, ConsumerConfig};
 use herald_shared::crypto::Sealer;
-use herald_shared::db::config_version::VersionWatch;
-use herald_shared::health::{self, Probe};
-use herald_shared::metrics::Metrics;
 use herald_shared::net_guard::delivery_client;
+use herald_shared::process::Base;
 use http::HeaderName;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,25 +30,11 @@ pub async fn run(
     let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
     let signature_header = HeaderName::from_bytes(settings.worker.signature_header.as_bytes())
         .context("worker.signature_header is not a valid header name")?;
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(settings.worker.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.worker.listen))?,
-    };
-    let pool = settings.database.pool()?;
-    let topology = Topology::new(&settings.amqp)?;
-    let metrics = Metrics::new();
-    let probe = Probe::new(pool.clone(), metrics.clone());
-    let watch = VersionWatch::default();
-    let _ = watch.refresh(&pool).await;
-    watch.spawn(pool.clone(), shutdown.clone());
-
-    let health = tokio::spawn(health::serve(listener, probe.clone(), shutdown.clone()));
+    let base = Base::start(&settings, settings.worker.listen, listener, &shutdown).await?;
     let worker = Arc::new(Worker {
-        cache: WebhookCache::new(pool.clone(), sealer, watch),
-        pool,
-        metrics,
+        cache: WebhookCache::new(base.pool.clone(), sealer, base.watch.clone()),
+        pool: base.pool.clone(),
+        metrics: base.metrics.clone(),
         client: delivery_client(&settings.security, true).context("building the HTTP client")?,
         insecure_client: delivery_client(&settings.security, !settings.security.allow_insecure_tls)
             .context("building the HTTP client")?,
@@ -59,13 +42,21 @@ pub async fn run(
         signature_header,
     });
     let config = ConsumerConfig {
-        name: format!("{} herald-worker", topology.prefix()),
-        queue: topology.deliveries(),
+        name: format!("{} herald-worker", base.topology.prefix()),
+        queue: base.topology.deliveries(),
         prefetch: settings.worker.concurrency,
         drain_timeout: Duration::from_secs(settings.worker.shutdown_timeout_seconds),
     };
-    consumer::run(&settings.amqp, &topology, &config, worker, &probe, shutdown).await;
-    let _ = health.await;
+    consumer::run(
+        &settings.amqp,
+        &base.topology,
+        &config,
+        worker,
+        &base.probe,
+        shutdown,
+    )
+    .await;
+    base.finish().await;
     tracing::info!("worker stopped");
     Ok(())
 }

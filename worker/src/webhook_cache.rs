@@ -2,13 +2,12 @@
 //! headers, timeout), cached per webhook and trusted only while the
 //! configuration version it was loaded under is current.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use herald_shared::crypto::Sealer;
-use herald_shared::db::config_version::VersionWatch;
+use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::webhooks;
 use herald_shared::signing::WebhookSecret;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -42,15 +41,8 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct WebhookCache {
     pool: Pool,
     sealer: Sealer,
-    watch: VersionWatch,
-    inner: Arc<RwLock<Inner>>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    version: i64,
     /// `None`: the webhook does not exist (deleted).
-    entries: HashMap<Uuid, Option<Arc<WebhookConfig>>>,
+    cache: VersionedCache<Uuid, Option<Arc<WebhookConfig>>>,
 }
 
 impl WebhookCache {
@@ -59,8 +51,7 @@ impl WebhookCache {
         Self {
             pool,
             sealer,
-            watch,
-            inner: Arc::new(RwLock::new(Inner::default())),
+            cache: VersionedCache::new(watch, MAX_ENTRIES),
         }
     }
 
@@ -69,18 +60,10 @@ impl WebhookCache {
     /// # Errors
     /// A database error, or a secret sealed under another key.
     pub async fn get(&self, id: Uuid) -> Result<Option<Arc<WebhookConfig>>, LoadError> {
-        let version = self.watch.get();
-        if version >= 0 {
-            let inner = self
-                .inner
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if inner.version == version
-                && let Some(entry) = inner.entries.get(&id)
-            {
-                return Ok(entry.clone());
-            }
-        }
+        let version = match self.cache.lookup(&id) {
+            Ok(hit) => return Ok(hit),
+            Err(version) => version,
+        };
         let client = self
             .pool
             .get()
@@ -120,17 +103,7 @@ impl WebhookCache {
                 }))
             }
         };
-        if version >= 0 {
-            let mut inner = self
-                .inner
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if inner.version != version || inner.entries.len() >= MAX_ENTRIES {
-                inner.entries.clear();
-                inner.version = version;
-            }
-            inner.entries.insert(id, entry.clone());
-        }
+        self.cache.store(version, id, entry.clone());
         Ok(entry)
     }
 }

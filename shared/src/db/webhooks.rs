@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
@@ -83,6 +83,27 @@ pub struct WebhookFields {
     pub disabled_reason: Option<String>,
 }
 
+impl WebhookFields {
+    /// The caller-set columns in the order `create` and `update` bind them
+    /// (`$3` to `$14`).
+    fn columns<'a>(&'a self, headers: &'a Json<&'a Headers>) -> [&'a (dyn ToSql + Sync); 12] {
+        [
+            &self.name,
+            &self.description,
+            &self.url,
+            &self.event_types,
+            &self.secret_sealed,
+            headers,
+            &self.timeout_seconds,
+            &self.retry_attempts,
+            &self.retry_backoff_seconds,
+            &self.verify_ssl,
+            &self.is_active,
+            &self.disabled_reason,
+        ]
+    }
+}
+
 impl From<Webhook> for WebhookFields {
     fn from(w: Webhook) -> Self {
         Self {
@@ -116,27 +137,11 @@ pub async fn create(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          RETURNING {COLUMNS}"
     );
-    let row = client
-        .query_one(
-            &sql,
-            &[
-                &Uuid::now_v7(),
-                &tenant_id,
-                &f.name,
-                &f.description,
-                &f.url,
-                &f.event_types,
-                &f.secret_sealed,
-                &Json(&f.headers),
-                &f.timeout_seconds,
-                &f.retry_attempts,
-                &f.retry_backoff_seconds,
-                &f.verify_ssl,
-                &f.is_active,
-                &f.disabled_reason,
-            ],
-        )
-        .await?;
+    let id = Uuid::now_v7();
+    let headers = Json(&f.headers);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &tenant_id];
+    params.extend(f.columns(&headers));
+    let row = client.query_one(&sql, &params).await?;
     Ok(Webhook::from_row(&row))
 }
 
@@ -158,27 +163,10 @@ pub async fn update(
          WHERE id = $1 AND tenant_id = $2
          RETURNING {COLUMNS}"
     );
-    let row = client
-        .query_opt(
-            &sql,
-            &[
-                &id,
-                &tenant_id,
-                &f.name,
-                &f.description,
-                &f.url,
-                &f.event_types,
-                &f.secret_sealed,
-                &Json(&f.headers),
-                &f.timeout_seconds,
-                &f.retry_attempts,
-                &f.retry_backoff_seconds,
-                &f.verify_ssl,
-                &f.is_active,
-                &f.disabled_reason,
-            ],
-        )
-        .await?;
+    let headers = Json(&f.headers);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &tenant_id];
+    params.extend(f.columns(&headers));
+    let row = client.query_opt(&sql, &params).await?;
     Ok(row.as_ref().map(Webhook::from_row))
 }
 

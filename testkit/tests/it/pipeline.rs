@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use herald_testkit::{Receiver, TestEnv, wait_until};
-use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::BasicGetOptions;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -12,9 +11,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_over_http_and_amqp_arrive_signed() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
 
     let (tenant, token) = api.create_tenant("acme").await;
@@ -38,17 +35,8 @@ async fn events_over_http_and_amqp_arrive_signed() {
     let (_conn, ch) = env.amqp().await;
     let body = json!({"tenant_id": tenant, "event_type": "invoice.paid", "data": {"amount": 7},
                       "id": "amqp-evt-1", "severity": "info", "source": "billing-service"});
-    ch.basic_publish(
-        env.topology.events_exchange().into(),
-        "invoice.paid".into(),
-        BasicPublishOptions::default(),
-        &serde_json::to_vec(&body).unwrap(),
-        BasicProperties::default().with_delivery_mode(2),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    env.publish_event(&ch, "invoice.paid", &serde_json::to_vec(&body).unwrap())
+        .await;
 
     let got = wait_until(WAIT, "two deliveries", || async {
         let r = receiver.requests_to("/hook");
@@ -107,9 +95,7 @@ async fn events_over_http_and_amqp_arrive_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_reaches_exactly_the_matching_webhooks() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
 
     let (_, token) = api.create_tenant("acme").await;
@@ -171,9 +157,7 @@ async fn a_repeated_event_id_makes_one_event_and_one_delivery_per_webhook() {
     // One event at a time, so the marker event below is dispatched after
     // every repeat before it.
     let env = TestEnv::with(&[("HERALD__DISPATCHER__CONCURRENCY", "1")]).await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (tenant, token) = api.create_tenant("acme").await;
     for name in ["a", "b"] {
@@ -217,17 +201,8 @@ async fn a_repeated_event_id_makes_one_event_and_one_delivery_per_webhook() {
     let (_conn, ch) = env.amqp().await;
     for _ in 0..2 {
         let body = json!({"tenant_id": tenant, "event_type": "order.created", "data": {}, "id": "order-3"});
-        ch.basic_publish(
-            env.topology.events_exchange().into(),
-            "order.created".into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).unwrap(),
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        env.publish_event(&ch, "order.created", &serde_json::to_vec(&body).unwrap())
+            .await;
     }
     api.send_event(
         &token,
@@ -273,9 +248,7 @@ async fn a_repeated_event_id_makes_one_event_and_one_delivery_per_webhook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_amqp_messages_are_parked_with_a_reason_and_good_ones_still_flow() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (tenant, token) = api.create_tenant("acme").await;
     api.create_webhook(
@@ -315,31 +288,12 @@ async fn bad_amqp_messages_are_parked_with_a_reason_and_good_ones_still_flow() {
         ),
     ];
     for (body, _) in &bad {
-        ch.basic_publish(
-            env.topology.events_exchange().into(),
-            "a.b".into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        env.publish_event(&ch, "a.b", body).await;
     }
     let good =
         json!({"tenant_id": tenant, "event_type": "a.b", "data": {"ok": true}, "id": "good-1"});
-    ch.basic_publish(
-        env.topology.events_exchange().into(),
-        "a.b".into(),
-        BasicPublishOptions::default(),
-        &serde_json::to_vec(&good).unwrap(),
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    env.publish_event(&ch, "a.b", &serde_json::to_vec(&good).unwrap())
+        .await;
 
     let got = wait_until(WAIT, "the good event", || async {
         receiver
@@ -398,9 +352,7 @@ async fn bad_amqp_messages_are_parked_with_a_reason_and_good_ones_still_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_changes_reach_the_pipeline_within_two_seconds() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (_, token) = api.create_tenant("acme").await;
     let hook = api
@@ -470,9 +422,7 @@ async fn webhook_changes_reach_the_pipeline_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attempt_is_recorded_with_the_response() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     receiver.respond_with(400);
     let (_, token) = api.create_tenant("acme").await;

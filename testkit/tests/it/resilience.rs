@@ -11,9 +11,7 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_reconnect_to_the_broker_and_the_database() {
     let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    let _dispatcher = env.start_dispatcher().await;
-    let _worker = env.start_worker().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (_, token) = api.create_tenant("acme").await;
     api.create_webhook(
