@@ -360,6 +360,9 @@ struct PublisherInner {
     /// Held while connecting so that a burst of requests opens one
     /// connection, not one each.
     connecting: tokio::sync::Mutex<()>,
+    /// When the last attempt to connect failed: for a second after it,
+    /// calls fail at once instead of queueing behind another attempt.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -379,6 +382,7 @@ impl Publisher {
                 name: name.to_owned(),
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
+                failed_at: Mutex::new(None),
             }),
         }
     }
@@ -391,19 +395,43 @@ impl Publisher {
         if let Some(ch) = self.live() {
             return Ok(ch);
         }
+        if self.recently_failed() {
+            return Err(AmqpError::NotConnected);
+        }
         let _guard = self.inner.connecting.lock().await;
         if let Some(ch) = self.live() {
             return Ok(ch);
         }
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            connect(&self.inner.url, &self.inner.name),
-        )
-        .await
-        .map_err(|_| AmqpError::NotConnected)??;
-        let ch = confirmed_channel(&conn).await?;
-        *self.lock() = Some((conn, ch.clone()));
-        Ok(ch)
+        if self.recently_failed() {
+            return Err(AmqpError::NotConnected);
+        }
+        let connected = async {
+            let conn = tokio::time::timeout(
+                Duration::from_secs(5),
+                connect(&self.inner.url, &self.inner.name),
+            )
+            .await
+            .map_err(|_| AmqpError::NotConnected)??;
+            let ch = confirmed_channel(&conn).await?;
+            Ok::<_, AmqpError>((conn, ch))
+        }
+        .await;
+        let mut failed_at = self
+            .inner
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match connected {
+            Ok((conn, ch)) => {
+                *failed_at = None;
+                *self.lock() = Some((conn, ch.clone()));
+                Ok(ch)
+            }
+            Err(e) => {
+                *failed_at = Some(std::time::Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// True while the channel is open.
@@ -430,6 +458,14 @@ impl Publisher {
             self.reset();
         }
         result
+    }
+
+    fn recently_failed(&self) -> bool {
+        self.inner
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
     }
 
     fn live(&self) -> Option<Channel> {
