@@ -10,7 +10,7 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
 use herald_shared::amqp::VIA_HEADER;
-use herald_shared::amqp::{AmqpError, Topology, json_properties, publish_confirmed};
+use herald_shared::amqp::{AmqpError, REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::consumer::{Disposition, Handler};
 use herald_shared::db::{DbError, deliveries};
 use herald_shared::metrics::Metrics;
@@ -22,9 +22,6 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::subscription_cache::SubscriptionCache;
-
-/// The header that carries why a message was parked.
-pub const REASON_HEADER: &str = "x-herald-reason";
 
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -265,6 +262,9 @@ impl Template<'_> {
             severity: self.severity,
             source: self.source.map(str::to_owned),
             data: self.data.to_owned(),
+            attempt: 1,
+            due_at: None,
+            manual: false,
         })
     }
 }

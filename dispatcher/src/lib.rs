@@ -6,3 +6,4 @@
 pub mod dispatch;
 pub mod run;
 pub mod subscription_cache;
+pub mod sweeper;

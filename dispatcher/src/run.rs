@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_shared::amqp::Publisher;
 use herald_shared::config::Settings;
 use herald_shared::consumer::{self, ConsumerConfig};
 use herald_shared::process::Base;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
 use crate::subscription_cache::SubscriptionCache;
+use crate::sweeper::Sweeper;
 
 /// Runs a dispatcher until `shutdown`: health and metrics on `listener`
 /// (or `dispatcher.listen`), events from the dispatch queue.
@@ -36,6 +38,17 @@ pub async fn run(
         prefetch: settings.dispatcher.concurrency,
         drain_timeout: Duration::from_secs(10),
     };
+    let sweeper = Sweeper {
+        pool: base.pool.clone(),
+        publisher: Publisher::new(
+            settings.amqp.url.clone(),
+            &format!("{} herald-dispatcher sweeper", base.topology.prefix()),
+        ),
+        topology: base.topology.clone(),
+        grace: Duration::from_secs(settings.dispatcher.sweep_grace_seconds),
+        interval: Duration::from_secs(settings.dispatcher.sweep_interval_seconds),
+    };
+    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     consumer::run(
         &settings.amqp,
         &base.topology,
@@ -45,6 +58,7 @@ pub async fn run(
         shutdown,
     )
     .await;
+    let _ = sweeping.await;
     base.finish().await;
     tracing::info!("dispatcher stopped");
     Ok(())

@@ -38,6 +38,10 @@ pub enum AmqpError {
 /// dispatcher counts only events that came straight over AMQP.
 pub const VIA_HEADER: &str = "x-herald-via";
 
+/// The header that carries why a message was parked (invalid events,
+/// exhausted deliveries).
+pub const REASON_HEADER: &str = "x-herald-reason";
+
 /// Every exchange and queue name, derived from the prefix.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -458,6 +462,30 @@ impl Publisher {
             self.reset();
         }
         result
+    }
+
+    /// Publishes delivery messages to the deliveries exchange, pipelined,
+    /// and waits for every confirm.
+    ///
+    /// # Errors
+    /// See [`publish_confirmed`]; some messages may have gone out.
+    pub async fn publish_deliveries(
+        &self,
+        topology: &Topology,
+        messages: &[crate::models::DeliveryMessage],
+    ) -> Result<(), AmqpError> {
+        let exchange = topology.deliveries();
+        let bodies: Vec<Vec<u8>> = messages
+            .iter()
+            .map(|m| serde_json::to_vec(m).unwrap_or_default())
+            .collect();
+        futures_util::future::try_join_all(
+            bodies
+                .iter()
+                .map(|body| self.publish(&exchange, &exchange, body, json_properties())),
+        )
+        .await?;
+        Ok(())
     }
 
     fn recently_failed(&self) -> bool {

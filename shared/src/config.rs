@@ -63,6 +63,10 @@ pub struct ApiSettings {
 pub struct DispatcherSettings {
     pub listen: SocketAddr,
     pub concurrency: u16,
+    /// How often the sweeper looks for retries whose message was lost.
+    pub sweep_interval_seconds: u64,
+    /// How far past due a retry must be to be republished.
+    pub sweep_grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +76,8 @@ pub struct WorkerSettings {
     /// Name of the `sha256=<hex>` signature header.
     pub signature_header: String,
     pub shutdown_timeout_seconds: u64,
+    /// No retry waits longer than this, `Retry-After` included.
+    pub max_retry_delay_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +152,9 @@ impl Settings {
             bail!("amqp.prefix must be non-empty ASCII letters, digits, '_', '-' or '.'");
         }
         self.amqp.retry_tiers().context("amqp.retry_tiers")?;
+        if self.dispatcher.sweep_interval_seconds == 0 {
+            bail!("dispatcher.sweep_interval_seconds must be at least 1");
+        }
         if self.worker.concurrency == 0 || self.dispatcher.concurrency == 0 {
             bail!("worker.concurrency and dispatcher.concurrency must be at least 1");
         }

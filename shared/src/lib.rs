@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod models;
 pub mod net_guard;
 pub mod process;
+pub mod retry;
 pub mod shutdown;
 pub mod signing;
 pub mod telemetry;

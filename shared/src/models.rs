@@ -203,6 +203,22 @@ pub struct DeliveryMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub data: Box<RawValue>,
+    /// The attempt this message is for (1 for a new delivery). A worker
+    /// drops a message whose attempt the delivery has already had, so a
+    /// duplicate message costs no duplicate POST.
+    #[serde(default = "first_attempt")]
+    pub attempt: i32,
+    /// Not to be attempted before this; a message that comes back from a
+    /// retry queue early is parked again for the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// A manual retry: sent whatever the delivery's status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+}
+
+fn first_attempt() -> i32 {
+    1
 }
 
 /// Where a delivery stands.

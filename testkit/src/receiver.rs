@@ -1,6 +1,7 @@
 //! A real HTTP endpoint on a random loopback port that records every
 //! request and answers a status the test can change.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// One request as the endpoint saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -64,7 +67,12 @@ struct Shared {
     status: Arc<AtomicU16>,
     /// Milliseconds to wait before answering.
     delay_ms: Arc<AtomicU64>,
+    /// Answers to give first, in order, before falling back to `status`.
+    script: Arc<Mutex<VecDeque<Scripted>>>,
 }
+
+/// One scripted answer: a status and extra headers.
+type Scripted = (u16, Vec<(&'static str, String)>);
 
 /// The endpoint; stops when dropped.
 pub struct Receiver {
@@ -83,6 +91,7 @@ impl Receiver {
             requests: Arc::new(Mutex::new(Vec::new())),
             status: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            script: Arc::new(Mutex::new(VecDeque::new())),
         };
         let app = Router::new()
             .route("/{*path}", post(record))
@@ -105,6 +114,12 @@ impl Receiver {
     /// Answer this status from now on.
     pub fn respond_with(&self, status: u16) {
         self.shared.status.store(status, Ordering::Release);
+    }
+
+    /// Give these answers to the next requests, in order, then go back to
+    /// the usual status.
+    pub fn script(&self, answers: Vec<(u16, Vec<(&'static str, String)>)>) {
+        self.shared.script.lock().expect("lock").extend(answers);
     }
 
     /// Answer only after this long (the request is recorded on arrival).
@@ -140,15 +155,28 @@ async fn record(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     shared.requests.lock().expect("lock").push(Received {
+        at: std::time::Instant::now(),
         path: uri.path().to_owned(),
         headers,
         body,
     });
+    let scripted = shared.script.lock().expect("lock").pop_front();
     let delay = shared.delay_ms.load(Ordering::Acquire);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
-    StatusCode::from_u16(shared.status.load(Ordering::Acquire)).unwrap_or(StatusCode::OK)
+    let (status, extra) =
+        scripted.unwrap_or_else(|| (shared.status.load(Ordering::Acquire), Vec::new()));
+    let mut response = StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::OK)
+        .into_response();
+    for (name, value) in extra {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }

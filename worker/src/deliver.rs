@@ -8,15 +8,18 @@ use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::config::SecuritySettings;
 use herald_shared::consumer::{Disposition, Handler};
-use herald_shared::db::{DbError, deliveries};
+use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
 use herald_shared::net_guard::check_url;
+use herald_shared::retry::{self, Park, Verdict};
 use http::{HeaderName, HeaderValue, header};
 use lapin::Channel;
 use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -40,6 +43,9 @@ pub struct Worker {
     /// The delivery client, and the one for webhooks with `verify_ssl` off.
     pub client: reqwest::Client,
     pub insecure_client: reqwest::Client,
+    pub topology: Topology,
+    /// No retry waits longer than this.
+    pub max_retry_delay: Duration,
 }
 
 /// The JSON body a receiver gets.
@@ -68,17 +74,16 @@ struct Attempt {
     /// For the attempts counter: `success`, `http_error`, `timeout`,
     /// `network_error` or `blocked`.
     outcome: &'static str,
-}
-
-impl Attempt {
-    fn succeeded(&self) -> bool {
-        self.status_code.is_some_and(|s| (200..300).contains(&s))
-    }
+    /// The endpoint's `Retry-After`, if it sent one.
+    retry_after: Option<Duration>,
+    /// Not sent at all (a refused target, an unrenderable body): no retry
+    /// would go differently.
+    blocked: bool,
 }
 
 impl Handler for Worker {
-    async fn handle(&self, _publisher: &Channel, delivery: &Delivery) -> Disposition {
-        let message: DeliveryMessage = match serde_json::from_slice(&delivery.data) {
+    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Disposition {
+        let mut message: DeliveryMessage = match serde_json::from_slice(&delivery.data) {
             Ok(m) => m,
             Err(e) => {
                 // Only Herald publishes here; a message it cannot read would
@@ -88,7 +93,7 @@ impl Handler for Worker {
                 return Disposition::Ack;
             }
         };
-        match self.deliver(&message).await {
+        match self.deliver(publisher, &mut message).await {
             Ok(()) => Disposition::Ack,
             Err(e) => {
                 tracing::warn!(delivery_id = %message.delivery_id, error.message = %e, "delivery not recorded; it will be redelivered");
@@ -100,19 +105,42 @@ impl Handler for Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, m: &DeliveryMessage) -> anyhow::Result<()> {
+    async fn deliver(&self, publisher: &Channel, m: &mut DeliveryMessage) -> anyhow::Result<()> {
         let client = self.pool.get().await.map_err(DbError::from)?;
-        let Some((status, attempts)) = deliveries::delivery_state(&client, m.delivery_id).await?
-        else {
+        let Some(state) = deliveries::delivery_state(&client, m.delivery_id).await? else {
             // The delivery is gone (its webhook was deleted).
             return Ok(());
         };
-        if status == DeliveryStatus::Success {
+        drop(client);
+        if !m.manual
+            && matches!(
+                state.status,
+                DeliveryStatus::Success | DeliveryStatus::Failed
+            )
+        {
             return Ok(());
         }
+        if state.attempt_count >= m.attempt {
+            // A duplicate of a message whose attempt already happened.
+            return Ok(());
+        }
+        // A message comes back from a retry tier shorter than its wait
+        // early: it is parked again for the rest, so tiers chain to any delay.
+        if let Some(due) = m.due_at {
+            match retry::park(
+                (due - Utc::now()).to_std().unwrap_or_default(),
+                self.topology.retry_tiers(),
+            ) {
+                Park::Now => {}
+                Park::Sleep(d) => tokio::time::sleep(d).await,
+                Park::Tier(tier) => return self.park(publisher, m, tier).await,
+            }
+        }
+
         let Some(webhook) = self.cache.get(m.webhook_id).await? else {
             return Ok(());
         };
+        let client = self.pool.get().await.map_err(DbError::from)?;
         if !webhook.is_active {
             deliveries::finish_unsent(&client, m.delivery_id, "the webhook is disabled").await?;
             self.metrics
@@ -124,8 +152,9 @@ impl Worker {
         drop(client);
 
         let attempted_at = Utc::now();
+        let attempt_number = state.attempt_count + 1;
         self.metrics.inflight_deliveries.inc();
-        let attempt = self.post(m, &webhook, attempted_at, attempts + 1).await;
+        let attempt = self.post(m, &webhook, attempted_at, attempt_number).await;
         self.metrics.inflight_deliveries.dec();
         self.metrics
             .delivery_attempts
@@ -135,11 +164,59 @@ impl Worker {
             .delivery_duration
             .observe(attempt.duration.as_secs_f64());
 
-        let new_status = if attempt.succeeded() {
-            DeliveryStatus::Success
+        let verdict = if attempt.blocked {
+            Verdict::Fail
         } else {
-            DeliveryStatus::Failed
+            retry::classify(attempt.status_code, attempt.retry_after)
         };
+        let (new_status, next_attempt_at) = match verdict {
+            Verdict::Delivered => (DeliveryStatus::Success, None),
+            Verdict::Retry { retry_after } => {
+                let jitter = rand::random::<f64>() * 2.0 - 1.0;
+                let policy = webhook.retry_policy(self.max_retry_delay);
+                match policy.next_delay(
+                    u32::try_from(attempt_number).unwrap_or(u32::MAX),
+                    retry_after,
+                    jitter,
+                ) {
+                    Some(delay) => {
+                        let due =
+                            attempted_at + chrono::Duration::from_std(delay).unwrap_or_default();
+                        (DeliveryStatus::Retrying, Some(due))
+                    }
+                    None => (DeliveryStatus::Failed, None),
+                }
+            }
+            Verdict::Gone | Verdict::Fail => (DeliveryStatus::Failed, None),
+        };
+
+        // The follow-up message is confirmed before the attempt is recorded:
+        // a crash between the two repeats the attempt (a duplicate POST)
+        // rather than losing the retry.
+        if let Some(due) = next_attempt_at {
+            m.attempt = attempt_number + 1;
+            m.due_at = Some(due);
+            m.manual = false;
+            let tier = match retry::park(
+                (due - Utc::now()).to_std().unwrap_or_default(),
+                self.topology.retry_tiers(),
+            ) {
+                Park::Tier(t) => t,
+                // Shorter than every tier: the shortest one, slightly late
+                // rather than holding this slot.
+                Park::Now | Park::Sleep(_) => self
+                    .topology
+                    .retry_tiers()
+                    .first()
+                    .copied()
+                    .unwrap_or_default(),
+            };
+            self.park(publisher, m, tier).await?;
+            self.metrics.retries_scheduled.inc();
+        } else if new_status == DeliveryStatus::Failed && matches!(verdict, Verdict::Retry { .. }) {
+            self.publish_exhausted(publisher, m, &attempt).await?;
+        }
+
         let client = self.pool.get().await.map_err(DbError::from)?;
         deliveries::record_attempt(
             &client,
@@ -151,20 +228,81 @@ impl Worker {
                 response_body: attempt.body.as_deref(),
                 error: attempt.error.as_deref(),
                 new_status,
-                next_attempt_at: None,
+                next_attempt_at,
             },
         )
         .await?;
-        self.metrics
-            .deliveries_completed
-            .with_label_values(&[new_status.as_str()])
-            .inc();
+        if verdict == Verdict::Gone {
+            let reason = format!(
+                "the endpoint answered 410 Gone at {}",
+                attempted_at.to_rfc3339()
+            );
+            if webhooks::disable(&client, webhook.id, &reason).await? {
+                self.metrics.webhooks_disabled.inc();
+                tracing::info!(webhook_id = %webhook.id, "webhook disabled: its endpoint answered 410 Gone");
+            }
+        }
+        if new_status != DeliveryStatus::Retrying {
+            self.metrics
+                .deliveries_completed
+                .with_label_values(&[new_status.as_str()])
+                .inc();
+        }
         if new_status == DeliveryStatus::Success {
             let elapsed = (Utc::now() - m.received_at).to_std().unwrap_or_default();
             self.metrics
                 .event_to_delivery
                 .observe(elapsed.as_secs_f64());
         }
+        Ok(())
+    }
+
+    /// Puts a message into a retry tier's queue, confirmed; it comes back to
+    /// the deliveries queue when the tier's TTL ends.
+    async fn park(
+        &self,
+        publisher: &Channel,
+        m: &DeliveryMessage,
+        tier: Duration,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(m)?;
+        let queue = self.topology.retry_queue(tier);
+        publish_confirmed(
+            publisher,
+            &self.topology.retry_exchange(),
+            &queue,
+            &body,
+            json_properties(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Hands an exhausted delivery to the failed queue, with the last error.
+    async fn publish_exhausted(
+        &self,
+        publisher: &Channel,
+        m: &DeliveryMessage,
+        attempt: &Attempt,
+    ) -> anyhow::Result<()> {
+        let reason = attempt
+            .error
+            .clone()
+            .unwrap_or_else(|| "retries exhausted".to_owned());
+        let mut headers = FieldTable::default();
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(reason.into_bytes().into()),
+        );
+        let body = serde_json::to_vec(m)?;
+        publish_confirmed(
+            publisher,
+            "",
+            &self.topology.failed_queue(),
+            &body,
+            json_properties().with_headers(headers),
+        )
+        .await?;
         Ok(())
     }
 
@@ -182,6 +320,7 @@ impl Worker {
             return Attempt {
                 error: Some(format!("blocked: the URL {e}")),
                 outcome: "blocked",
+                blocked: true,
                 ..Attempt::default()
             };
         }
@@ -200,6 +339,7 @@ impl Worker {
                 return Attempt {
                     error: Some(format!("cannot render the body: {e}")),
                     outcome: "blocked",
+                    blocked: true,
                     ..Attempt::default()
                 };
             }
@@ -269,6 +409,11 @@ impl Worker {
             }
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, Utc::now()));
         let mut bytes = Vec::new();
         let mut error = None;
         while bytes.len() < RESPONSE_BYTES {
@@ -293,6 +438,8 @@ impl Worker {
             error: error.or_else(|| (!success).then(|| format!("the endpoint answered {status}"))),
             duration,
             outcome: if success { "success" } else { "http_error" },
+            retry_after,
+            blocked: false,
         }
     }
 }

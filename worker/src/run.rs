@@ -40,6 +40,8 @@ pub async fn run(
             .context("building the HTTP client")?,
         security: settings.security.clone(),
         signature_header,
+        topology: base.topology.clone(),
+        max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
     });
     let config = ConsumerConfig {
         name: format!("{} herald-worker", base.topology.prefix()),

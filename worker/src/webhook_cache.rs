@@ -24,6 +24,19 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     pub verify_ssl: bool,
     pub is_active: bool,
+    pub retry_attempts: u32,
+    pub retry_backoff: Duration,
+}
+
+impl WebhookConfig {
+    #[must_use]
+    pub fn retry_policy(&self, max_delay: Duration) -> herald_shared::retry::Policy {
+        herald_shared::retry::Policy {
+            retry_attempts: self.retry_attempts,
+            first_delay: self.retry_backoff,
+            max_delay,
+        }
+    }
 }
 
 /// Why a webhook could not be loaded.
@@ -100,6 +113,10 @@ impl WebhookCache {
                     timeout: Duration::from_secs(u64::try_from(w.timeout_seconds).unwrap_or(10)),
                     verify_ssl: w.verify_ssl,
                     is_active: w.is_active,
+                    retry_attempts: u32::try_from(w.retry_attempts).unwrap_or(0),
+                    retry_backoff: Duration::from_secs(
+                        u64::try_from(w.retry_backoff_seconds).unwrap_or(60),
+                    ),
                 }))
             }
         };

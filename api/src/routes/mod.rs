@@ -1,5 +1,6 @@
 //! The `/v1` routes, one module per resource, plus health and metrics.
 
+mod deliveries;
 mod events;
 mod tenants;
 mod webhooks;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     let max_event = state.settings.api.max_event_bytes;
     Router::new()
         .merge(tenants::router())
+        .merge(deliveries::router())
         .merge(webhooks::router())
         .merge(events::router(max_event))
         .route("/healthz", get(|| async { "ok" }))

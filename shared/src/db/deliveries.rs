@@ -8,7 +8,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::DbResult;
-use crate::models::{DeliveryStatus, Severity};
+use crate::models::{DeliveryMessage, DeliveryStatus, Severity};
 
 /// An event about to be stored.
 #[derive(Debug)]
@@ -141,23 +141,32 @@ pub async fn unattempted_deliveries(
     )))
 }
 
-/// A delivery's status and how many attempts it has had.
-///
+/// Where a delivery stands, as a worker checks it before an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryState {
+    pub status: DeliveryStatus,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
 /// # Errors
 /// A database error.
 pub async fn delivery_state(
     client: &impl GenericClient,
     id: Uuid,
-) -> DbResult<Option<(DeliveryStatus, i32)>> {
+) -> DbResult<Option<DeliveryState>> {
     let stmt = client
-        .prepare_cached("SELECT status, attempt_count FROM deliveries WHERE id = $1")
+        .prepare_cached(
+            "SELECT status, attempt_count, next_attempt_at FROM deliveries WHERE id = $1",
+        )
         .await?;
     Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| {
         let status: String = r.get(0);
-        (
-            DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
-            r.get(1),
-        )
+        DeliveryState {
+            status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+            attempt_count: r.get(1),
+            next_attempt_at: r.get(2),
+        }
     }))
 }
 
@@ -249,4 +258,150 @@ pub async fn finish_unsent(client: &impl GenericClient, id: Uuid, reason: &str) 
         .execute(&stmt, &[&id, &Uuid::now_v7(), &reason])
         .await?;
     Ok(())
+}
+
+/// Delivery messages for the given deliveries, rebuilt from the stored
+/// event, each for the delivery's next attempt (manual retries, recovery,
+/// the sweeper).
+///
+/// # Errors
+/// A database error.
+pub async fn messages_for(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    manual: bool,
+) -> DbResult<Vec<DeliveryMessage>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT d.id, d.tenant_id, d.webhook_id, d.event_id, e.event_type, e.occurred_at, e.received_at,
+                    e.severity, e.source, e.data::text, d.attempt_count
+             FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+             WHERE d.id = ANY($1)",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let severity: Option<String> = r.get(7);
+            let data: String = r.get(9);
+            let attempts: i32 = r.get(10);
+            DeliveryMessage {
+                delivery_id: r.get(0),
+                tenant_id: r.get(1),
+                webhook_id: r.get(2),
+                event_id: r.get(3),
+                event_type: r.get(4),
+                occurred_at: r.get(5),
+                received_at: r.get(6),
+                severity: severity
+                    .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
+                source: r.get(8),
+                data: RawValue::from_string(data).unwrap_or_default(),
+                attempt: attempts + 1,
+                due_at: None,
+                manual,
+            }
+        })
+        .collect())
+}
+
+/// Makes one delivery of the tenant due now (a manual retry), reopening it
+/// if it had failed. Answers false when there is no such delivery.
+///
+/// # Errors
+/// A database error.
+pub async fn reopen(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> DbResult<bool> {
+    let n = client
+        .execute(
+            "UPDATE deliveries SET
+                 status = CASE WHEN status = 'failed' THEN 'retrying' ELSE status END,
+                 next_attempt_at = now(), updated_at = now()
+             WHERE id = $1 AND tenant_id = $2",
+            &[&id, &tenant_id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Which failed deliveries of a webhook a recovery takes.
+#[derive(Debug)]
+pub struct RecoverWindow<'a> {
+    pub webhook_id: Uuid,
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub event_type: Option<&'a str>,
+}
+
+/// Counts the failed deliveries in the window.
+///
+/// # Errors
+/// A database error.
+pub async fn count_failed(client: &impl GenericClient, w: &RecoverWindow<'_>) -> DbResult<i64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM deliveries
+             WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2
+               AND ($3::timestamptz IS NULL OR created_at < $3)
+               AND ($4::text IS NULL OR event_type = $4)",
+            &[&w.webhook_id, &w.since, &w.until, &w.event_type],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Reopens up to `limit` failed deliveries in the window (as `retrying`,
+/// due now) and answers their ids. Rows another caller holds are skipped,
+/// so concurrent recoveries split the work instead of doubling it.
+///
+/// # Errors
+/// A database error.
+pub async fn reopen_failed_batch(
+    client: &impl GenericClient,
+    w: &RecoverWindow<'_>,
+    limit: i64,
+) -> DbResult<Vec<Uuid>> {
+    let rows = client
+        .query(
+            "UPDATE deliveries SET status = 'retrying', next_attempt_at = now(), updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2
+                   AND ($3::timestamptz IS NULL OR created_at < $3)
+                   AND ($4::text IS NULL OR event_type = $4)
+                 ORDER BY created_at LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&w.webhook_id, &w.since, &w.until, &w.event_type, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Deliveries waiting for a retry whose due time is more than `grace`
+/// past: their retry message was lost. Each is pushed `grace` into the
+/// future so that the next sweep (here or on another replica) does not take
+/// it again while its new message is on the way.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_overdue(
+    client: &impl GenericClient,
+    grace: std::time::Duration,
+    limit: i64,
+) -> DbResult<Vec<Uuid>> {
+    let grace_secs = grace.as_secs_f64();
+    let rows = client
+        .query(
+            "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)
+             WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE status = 'retrying' AND next_attempt_at < now() - make_interval(secs => $1)
+                 ORDER BY next_attempt_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&grace_secs, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

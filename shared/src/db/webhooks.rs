@@ -267,3 +267,19 @@ pub async fn active_subscriptions(
         })
         .collect())
 }
+
+/// Disables a webhook with the reason shown to its owner; false when it
+/// was already disabled (or is gone).
+///
+/// # Errors
+/// A database error.
+pub async fn disable(client: &impl GenericClient, id: Uuid, reason: &str) -> DbResult<bool> {
+    let n = client
+        .execute(
+            "UPDATE webhooks SET is_active = false, disabled_reason = $2, updated_at = now()
+             WHERE id = $1 AND is_active",
+            &[&id, &reason],
+        )
+        .await?;
+    Ok(n == 1)
+}

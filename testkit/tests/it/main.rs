@@ -5,3 +5,4 @@
 mod api;
 mod pipeline;
 mod resilience;
+mod retries;

@@ -437,7 +437,7 @@ async fn a_failed_attempt_is_recorded_with_the_response() {
     drop(closed);
     api.create_webhook(
         &token,
-        json!({"name": "dead", "url": dead_url, "event_types": ["*"]}),
+        json!({"name": "dead", "url": dead_url, "event_types": ["*"], "retry_attempts": 0}),
     )
     .await;
     api.send_event(&token, json!({"event_type": "a.b", "data": {}}))

@@ -1,0 +1,117 @@
+//! Sending deliveries again: one now (`retry`), or every failed one of a
+//! webhook in a time window (`recover`).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use herald_shared::db::deliveries::{self, RecoverWindow};
+use herald_shared::db::webhooks;
+use herald_shared::models::EventType;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// Deliveries reopened and published per round of a recovery.
+const RECOVER_BATCH: i64 = 500;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/deliveries/{id}/retry", post(retry_delivery))
+        .route("/v1/webhooks/{id}/recover", post(recover_webhook))
+}
+
+/// Sends one delivery again now, whatever its status; a failed one is
+/// reopened, and a resend of a success is a new attempt.
+async fn retry_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    if !deliveries::reopen(&client, tenant, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    let messages = deliveries::messages_for(&client, &[id], true).await?;
+    state
+        .publisher
+        .publish_deliveries(&state.topology, &messages)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "id": id, "queued": true })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverInput {
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    event_type: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Requeues every failed delivery of the webhook created in the window, in
+/// bounded batches. Safe to repeat: a second call finds them no longer
+/// failed. `dry_run` only counts them.
+async fn recover_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<RecoverInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    if let Some(until) = input.until
+        && until <= input.since
+    {
+        return Err(ApiError::invalid("until", "must be after since"));
+    }
+    if let Some(t) = &input.event_type {
+        EventType::parse(t).map_err(|e| ApiError::invalid("event_type", e.0))?;
+    }
+    let client = state.pool.get().await?;
+    if webhooks::get(&client, tenant, id, false).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let window = RecoverWindow {
+        webhook_id: id,
+        since: input.since,
+        until: input.until,
+        event_type: input.event_type.as_deref(),
+    };
+    if input.dry_run {
+        let count = deliveries::count_failed(&client, &window).await?;
+        return Ok((
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "count": count, "dry_run": true })),
+        ));
+    }
+    let mut recovered = 0usize;
+    loop {
+        let ids = deliveries::reopen_failed_batch(&client, &window, RECOVER_BATCH).await?;
+        if ids.is_empty() {
+            break;
+        }
+        // Reopened rows whose messages do not go out (the broker fails
+        // here) are `retrying` and due: the dispatcher's sweeper sends them.
+        let messages = deliveries::messages_for(&client, &ids, false).await?;
+        state
+            .publisher
+            .publish_deliveries(&state.topology, &messages)
+            .await?;
+        recovered += ids.len();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "recovered": recovered })),
+    ))
+}

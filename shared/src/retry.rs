@@ -1,0 +1,219 @@
+//! When to try again: how an attempt's result is classified, how long to
+//! wait before the next one, and which retry queue carries a message for
+//! how long. Pure functions, unit-tested here; the worker applies them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// What one HTTP attempt's result means for the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: delivered.
+    Delivered,
+    /// Worth another try: connection errors, timeouts, 3xx, 408, 425, 429,
+    /// 5xx. `retry_after` is the endpoint's own `Retry-After`, if any.
+    Retry { retry_after: Option<Duration> },
+    /// 410 Gone: the endpoint asks never to be called again.
+    Gone,
+    /// Any other 4xx, or a request Herald refuses to send: fails at once.
+    Fail,
+}
+
+/// Classifies an attempt by its status code (`None`: no answer — a
+/// connection error or a timeout).
+#[must_use]
+pub fn classify(status: Option<u16>, retry_after: Option<Duration>) -> Verdict {
+    match status {
+        None => Verdict::Retry { retry_after: None },
+        Some(200..=299) => Verdict::Delivered,
+        Some(410) => Verdict::Gone,
+        Some(408 | 425 | 429) | Some(300..=399) | Some(500..=599) => Verdict::Retry { retry_after },
+        Some(_) => Verdict::Fail,
+    }
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date.
+#[must_use]
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+}
+
+/// The webhook's retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Retries after the first attempt (0–10).
+    pub retry_attempts: u32,
+    /// The first delay; each later one doubles it.
+    pub first_delay: Duration,
+    /// No delay is longer than this, `Retry-After` included.
+    pub max_delay: Duration,
+}
+
+impl Policy {
+    /// The delay before retry number `retry` (1-based), before jitter:
+    /// `first × 2^(retry-1)`, capped.
+    #[must_use]
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(30));
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// After attempt number `attempt` failed in a retryable way: how long
+    /// to wait, or `None` when the retries are spent. `jitter` in [-1, 1]
+    /// spreads the delay by up to ±10 % so that deliveries failed together
+    /// do not all come back together; `Retry-After` is honoured as given
+    /// (within the cap).
+    #[must_use]
+    pub fn next_delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if attempt > self.retry_attempts {
+            return None;
+        }
+        if let Some(after) = retry_after {
+            return Some(after.min(self.max_delay));
+        }
+        let base = self.backoff(attempt);
+        let spread = base.as_secs_f64() * 0.1 * jitter.clamp(-1.0, 1.0);
+        Some(Duration::from_secs_f64((base.as_secs_f64() + spread).max(0.0)).min(self.max_delay))
+    }
+}
+
+/// How a message that must wait `remaining` is parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Park {
+    /// Due (or as good as due): process now.
+    Now,
+    /// Less than the shortest tier and at most a second: wait in place.
+    Sleep(Duration),
+    /// Into the retry queue of this tier; when it comes back early, it is
+    /// parked again for the rest (tiers chain to any delay).
+    Tier(Duration),
+}
+
+/// Messages due within this are processed at once.
+const DUE_SLACK: Duration = Duration::from_millis(50);
+/// Waits up to this long are slept in place rather than parked.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Picks where a message waits: the longest tier that does not overshoot,
+/// so the last hop lands within the shortest tier of the due time.
+#[must_use]
+pub fn park(remaining: Duration, tiers: &[Duration]) -> Park {
+    if remaining <= DUE_SLACK {
+        return Park::Now;
+    }
+    match tiers.iter().rev().find(|t| **t <= remaining) {
+        Some(tier) => Park::Tier(*tier),
+        None if remaining <= MAX_SLEEP => Park::Sleep(remaining),
+        // Shorter than every tier, but too long to hold a slot for: the
+        // shortest tier overshoots by less than its own length.
+        None => tiers
+            .first()
+            .map_or(Park::Sleep(remaining), |t| Park::Tier(*t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn classifies_like_the_design_says() {
+        assert_eq!(classify(Some(200), None), Verdict::Delivered);
+        assert_eq!(classify(Some(204), None), Verdict::Delivered);
+        for code in [408, 425, 429, 500, 502, 503, 504, 301, 302] {
+            assert!(
+                matches!(classify(Some(code), None), Verdict::Retry { .. }),
+                "{code}"
+            );
+        }
+        assert_eq!(classify(None, None), Verdict::Retry { retry_after: None });
+        for code in [400, 401, 403, 404, 422] {
+            assert_eq!(classify(Some(code), None), Verdict::Fail, "{code}");
+        }
+        assert_eq!(classify(Some(410), None), Verdict::Gone);
+        assert_eq!(
+            classify(Some(429), Some(S(2))),
+            Verdict::Retry {
+                retry_after: Some(S(2))
+            }
+        );
+    }
+
+    #[test]
+    fn parses_retry_after_in_both_forms() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_retry_after("2", now), Some(S(2)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(S(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(S(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(S(0))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_budget() {
+        let p = Policy {
+            retry_attempts: 3,
+            first_delay: S(60),
+            max_delay: S(150),
+        };
+        assert_eq!(p.next_delay(1, None, 0.0), Some(S(60)));
+        assert_eq!(p.next_delay(2, None, 0.0), Some(S(120)));
+        assert_eq!(p.next_delay(3, None, 0.0), Some(S(150)), "capped");
+        assert_eq!(p.next_delay(4, None, 0.0), None, "three retries spent");
+        assert_eq!(p.next_delay(1, None, 1.0), Some(S(66)));
+        assert_eq!(p.next_delay(1, None, -1.0), Some(S(54)));
+        assert_eq!(
+            p.next_delay(1, Some(S(2)), 1.0),
+            Some(S(2)),
+            "Retry-After as given"
+        );
+        assert_eq!(
+            p.next_delay(1, Some(S(3600)), 0.0),
+            Some(S(150)),
+            "within the cap"
+        );
+        let none = Policy {
+            retry_attempts: 0,
+            ..p
+        };
+        assert_eq!(none.next_delay(1, None, 0.0), None);
+        assert_eq!(p.backoff(40), S(150), "no overflow");
+    }
+
+    #[test]
+    fn parks_in_the_longest_tier_that_fits() {
+        let tiers = [S(1), S(5), S(30), S(120)];
+        assert_eq!(park(Duration::from_millis(10), &tiers), Park::Now);
+        assert_eq!(
+            park(Duration::from_millis(400), &tiers),
+            Park::Sleep(Duration::from_millis(400))
+        );
+        assert_eq!(park(S(7), &tiers), Park::Tier(S(5)));
+        assert_eq!(park(S(2), &tiers), Park::Tier(S(1)));
+        assert_eq!(park(S(1), &tiers), Park::Tier(S(1)));
+        assert_eq!(park(S(10_000), &tiers), Park::Tier(S(120)));
+        let coarse = [S(5)];
+        assert_eq!(park(S(3), &coarse), Park::Tier(S(5)));
+    }
+}
