@@ -78,6 +78,9 @@ pub struct WorkerSettings {
     pub shutdown_timeout_seconds: u64,
     /// No retry waits longer than this, `Retry-After` included.
     pub max_retry_delay_seconds: u64,
+    /// Deliveries to one webhook in flight at once in one worker; the
+    /// excess waits briefly, so a slow endpoint cannot take every slot.
+    pub max_inflight_per_webhook: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +157,9 @@ impl Settings {
         self.amqp.retry_tiers().context("amqp.retry_tiers")?;
         if self.dispatcher.sweep_interval_seconds == 0 {
             bail!("dispatcher.sweep_interval_seconds must be at least 1");
+        }
+        if self.worker.max_inflight_per_webhook == 0 {
+            bail!("worker.max_inflight_per_webhook must be at least 1");
         }
         if self.worker.concurrency == 0 || self.dispatcher.concurrency == 0 {
             bail!("worker.concurrency and dispatcher.concurrency must be at least 1");

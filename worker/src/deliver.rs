@@ -5,6 +5,7 @@
 //! at most a duplicate POST, which receivers deduplicate by `webhook-id`.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::limiter::{EndpointLimiter, Signal};
 use crate::webhook_cache::{WebhookCache, WebhookConfig};
 
 /// Characters of a response body kept with an attempt.
@@ -46,6 +48,8 @@ pub struct Worker {
     pub topology: Topology,
     /// No retry waits longer than this.
     pub max_retry_delay: Duration,
+    /// Deliveries in flight per endpoint.
+    pub limiter: Arc<EndpointLimiter>,
 }
 
 /// The JSON body a receiver gets.
@@ -151,11 +155,30 @@ impl Worker {
         }
         drop(client);
 
+        // An endpoint at its bound of deliveries in flight: this one waits
+        // in the shortest tier, not counted as an attempt, and its slot here
+        // goes to another endpoint's delivery.
+        let Some(permit) = self.limiter.try_acquire(webhook.id) else {
+            let tier = self
+                .topology
+                .retry_tiers()
+                .first()
+                .copied()
+                .unwrap_or_default();
+            return self.park(publisher, m, tier).await;
+        };
         let attempted_at = Utc::now();
         let attempt_number = state.attempt_count + 1;
         self.metrics.inflight_deliveries.inc();
         let attempt = self.post(m, &webhook, attempted_at, attempt_number).await;
         self.metrics.inflight_deliveries.dec();
+        let signal = if attempt.outcome == "timeout" {
+            Signal::Overloaded
+        } else {
+            Signal::from_status(attempt.status_code)
+        };
+        self.limiter.feedback(webhook.id, signal);
+        drop(permit);
         self.metrics
             .delivery_attempts
             .with_label_values(&[attempt.outcome])

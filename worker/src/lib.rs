@@ -2,5 +2,6 @@
 //! event, POSTs it to the webhook's endpoint, and records every attempt.
 
 pub mod deliver;
+pub mod limiter;
 pub mod run;
 pub mod webhook_cache;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::Worker;
+use crate::limiter::EndpointLimiter;
 use crate::webhook_cache::WebhookCache;
 
 /// Runs a worker until `shutdown`: health and metrics on `listener` (or
@@ -42,6 +43,7 @@ pub async fn run(
         signature_header,
         topology: base.topology.clone(),
         max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
+        limiter: EndpointLimiter::new(usize::from(settings.worker.max_inflight_per_webhook)),
     });
     let config = ConsumerConfig {
         name: format!("{} herald-worker", base.topology.prefix()),

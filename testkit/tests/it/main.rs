@@ -3,6 +3,7 @@
 //! AMQP prefix.
 
 mod api;
+mod isolation;
 mod pipeline;
 mod resilience;
 mod retries;
