@@ -11,10 +11,11 @@ use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
 use herald_shared::amqp::VIA_HEADER;
 use herald_shared::amqp::{AmqpError, REASON_HEADER, Topology, json_properties, publish_confirmed};
-use herald_shared::consumer::{Disposition, Handler};
+use herald_shared::consumer::{Disposition, Handler, header_str};
 use herald_shared::db::{DbError, deliveries};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, EventId, EventMessage, EventType};
+use herald_shared::operational;
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, LongString};
@@ -106,7 +107,19 @@ impl Dispatcher {
         if !subscriptions.exists {
             return Err(Failure::Invalid(format!("unknown tenant {tenant_id}")));
         }
-        let matching = subscriptions.matching(&event_type);
+        let mut matching = subscriptions.matching(&event_type);
+        if event_type.is_operational() {
+            if !from_herald(delivery) {
+                return Err(Failure::Invalid(
+                    "event types under webhook. and delivery. are reserved for Herald's own events"
+                        .to_owned(),
+                ));
+            }
+            // Never tell a webhook about itself: it is the one failing.
+            if let Some(about) = about_webhook(&message.data) {
+                matching.retain(|w| *w != about);
+            }
+        }
         let received_at = Utc::now();
         let occurred_at = message.occurred_at.unwrap_or(received_at);
 
@@ -231,10 +244,26 @@ impl Dispatcher {
     }
 }
 
-/// The api marks the events it publishes (and counts them itself); any
-/// other event came straight over AMQP and is counted here.
+/// The api marks the events it publishes (and counts them itself), and
+/// Herald marks its operational events; any other event came straight from
+/// a producer over AMQP and is counted here.
 fn from_producer_over_amqp(delivery: &Delivery) -> bool {
-    herald_shared::consumer::header_str(delivery, VIA_HEADER).as_deref() != Some("http")
+    header_str(delivery, VIA_HEADER).is_none()
+}
+
+fn from_herald(delivery: &Delivery) -> bool {
+    header_str(delivery, VIA_HEADER).as_deref() == Some(operational::VIA_HERALD)
+}
+
+/// The webhook an operational event is about (`data.webhook_id`).
+fn about_webhook(data: &RawValue) -> Option<Uuid> {
+    #[derive(serde::Deserialize)]
+    struct About {
+        webhook_id: Uuid,
+    }
+    serde_json::from_str::<About>(data.get())
+        .ok()
+        .map(|a| a.webhook_id)
 }
 
 /// The event fields every delivery message of one event shares.

@@ -81,6 +81,14 @@ pub struct WorkerSettings {
     /// Deliveries to one webhook in flight at once in one worker; the
     /// excess waits briefly, so a slow endpoint cannot take every slot.
     pub max_inflight_per_webhook: u16,
+    /// Failed attempts in a row that open an endpoint's breaker.
+    pub breaker_threshold: u32,
+    /// How long a breaker first stays open (doubling while probes fail).
+    pub breaker_open_seconds: u64,
+    /// A webhook whose every attempt has failed for this long …
+    pub disable_after_failing_seconds: u64,
+    /// … and at least this many times is disabled.
+    pub disable_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

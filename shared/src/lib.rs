@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod net_guard;
+pub mod operational;
 pub mod process;
 pub mod retry;
 pub mod shutdown;

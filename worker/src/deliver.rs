@@ -8,6 +8,8 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald_shared::models::EventType;
+
 use chrono::{DateTime, Utc};
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::config::SecuritySettings;
@@ -16,6 +18,7 @@ use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
 use herald_shared::net_guard::check_url;
+use herald_shared::operational;
 use herald_shared::retry::{self, Park, Verdict};
 use http::{HeaderName, HeaderValue, header};
 use lapin::Channel;
@@ -25,8 +28,13 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
 use crate::webhook_cache::{WebhookCache, WebhookConfig};
+
+fn is_operational(event_type: &str) -> bool {
+    EventType::parse(event_type).is_ok_and(|t| t.is_operational())
+}
 
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
@@ -50,6 +58,11 @@ pub struct Worker {
     pub max_retry_delay: Duration,
     /// Deliveries in flight per endpoint.
     pub limiter: Arc<EndpointLimiter>,
+    /// Endpoints failing hard wait instead of taking slots.
+    pub breaker: Breaker,
+    /// A webhook whose every attempt failed for this long, and at least
+    /// this many times, is disabled.
+    pub disable_after: (Duration, u32),
 }
 
 /// The JSON body a receiver gets.
@@ -155,17 +168,19 @@ impl Worker {
         }
         drop(client);
 
+        // An endpoint whose breaker is open: the delivery waits, not
+        // counted as an attempt, instead of taking a slot to fail again.
+        // A manual retry is someone asking for it now, and goes through.
+        if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
+            && !m.manual
+        {
+            return self.park(publisher, m, self.tier_for(wait)).await;
+        }
         // An endpoint at its bound of deliveries in flight: this one waits
         // in the shortest tier, not counted as an attempt, and its slot here
         // goes to another endpoint's delivery.
         let Some(permit) = self.limiter.try_acquire(webhook.id) else {
-            let tier = self
-                .topology
-                .retry_tiers()
-                .first()
-                .copied()
-                .unwrap_or_default();
-            return self.park(publisher, m, tier).await;
+            return self.park(publisher, m, self.tier_for(Duration::ZERO)).await;
         };
         let attempted_at = Utc::now();
         let attempt_number = state.attempt_count + 1;
@@ -220,28 +235,28 @@ impl Worker {
             m.attempt = attempt_number + 1;
             m.due_at = Some(due);
             m.manual = false;
-            let tier = match retry::park(
-                (due - Utc::now()).to_std().unwrap_or_default(),
-                self.topology.retry_tiers(),
-            ) {
-                Park::Tier(t) => t,
-                // Shorter than every tier: the shortest one, slightly late
-                // rather than holding this slot.
-                Park::Now | Park::Sleep(_) => self
-                    .topology
-                    .retry_tiers()
-                    .first()
-                    .copied()
-                    .unwrap_or_default(),
-            };
+            let tier = self.tier_for((due - Utc::now()).to_std().unwrap_or_default());
             self.park(publisher, m, tier).await?;
             self.metrics.retries_scheduled.inc();
         } else if new_status == DeliveryStatus::Failed && matches!(verdict, Verdict::Retry { .. }) {
             self.publish_exhausted(publisher, m, &attempt).await?;
+            // Herald's own events do not announce their own exhaustion, so
+            // two failing webhooks cannot keep each other busy.
+            if !is_operational(&m.event_type) {
+                let event = operational::delivery_exhausted(
+                    m,
+                    attempt_number,
+                    attempt.status_code,
+                    attempt.error.as_deref(),
+                );
+                operational::publish(publisher, &self.topology, &event).await?;
+            }
         }
+        self.breaker
+            .record(webhook.id, verdict == Verdict::Delivered, Instant::now());
 
         let client = self.pool.get().await.map_err(DbError::from)?;
-        deliveries::record_attempt(
+        let recorded = deliveries::record_attempt(
             &client,
             &deliveries::AttemptRecord {
                 delivery_id: m.delivery_id,
@@ -255,14 +270,30 @@ impl Worker {
             },
         )
         .await?;
-        if verdict == Verdict::Gone {
-            let reason = format!(
+        let disable_reason = if verdict == Verdict::Gone {
+            Some(format!(
                 "the endpoint answered 410 Gone at {}",
                 attempted_at.to_rfc3339()
+            ))
+        } else {
+            recorded.and_then(|r| self.failing_too_long(&r))
+        };
+        if let Some(reason) = disable_reason
+            && webhooks::disable(&client, webhook.id, &reason).await?
+        {
+            self.metrics.webhooks_disabled.inc();
+            tracing::info!(webhook_id = %webhook.id, %reason, "webhook disabled");
+            let event = operational::webhook_disabled(
+                webhook.tenant_id,
+                webhook.id,
+                &webhook.url,
+                &reason,
+                Utc::now(),
             );
-            if webhooks::disable(&client, webhook.id, &reason).await? {
-                self.metrics.webhooks_disabled.inc();
-                tracing::info!(webhook_id = %webhook.id, "webhook disabled: its endpoint answered 410 Gone");
+            // The webhook is disabled either way; a lost announcement is
+            // logged rather than undoing the record above.
+            if let Err(e) = operational::publish(publisher, &self.topology, &event).await {
+                tracing::warn!(webhook_id = %webhook.id, error.message = %e, "could not publish webhook.disabled");
             }
         }
         if new_status != DeliveryStatus::Retrying {
@@ -278,6 +309,36 @@ impl Worker {
                 .observe(elapsed.as_secs_f64());
         }
         Ok(())
+    }
+
+    /// The reason to disable a webhook whose every attempt has failed for
+    /// the configured window and count, if that is where it stands.
+    fn failing_too_long(&self, r: &deliveries::Recorded) -> Option<String> {
+        let since = r.failing_since?;
+        let window = chrono::Duration::from_std(self.disable_after.0).unwrap_or_default();
+        (Utc::now() - since >= window
+            && i64::from(r.consecutive_failures) >= i64::from(self.disable_after.1))
+        .then(|| {
+            format!(
+                "every attempt since {} failed ({} in a row)",
+                since.to_rfc3339(),
+                r.consecutive_failures
+            )
+        })
+    }
+
+    /// The retry tier for a wait: the longest that does not overshoot, or
+    /// the shortest (slightly late rather than holding a slot here).
+    fn tier_for(&self, wait: Duration) -> Duration {
+        match retry::park(wait, self.topology.retry_tiers()) {
+            Park::Tier(t) => t,
+            Park::Now | Park::Sleep(_) => self
+                .topology
+                .retry_tiers()
+                .first()
+                .copied()
+                .unwrap_or_default(),
+        }
     }
 
     /// Puts a message into a retry tier's queue, confirmed; it comes back to

@@ -13,6 +13,7 @@ use http::HeaderName;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::Breaker;
 use crate::deliver::Worker;
 use crate::limiter::EndpointLimiter;
 use crate::webhook_cache::WebhookCache;
@@ -44,6 +45,14 @@ pub async fn run(
         topology: base.topology.clone(),
         max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
         limiter: EndpointLimiter::new(usize::from(settings.worker.max_inflight_per_webhook)),
+        breaker: Breaker::new(
+            settings.worker.breaker_threshold,
+            Duration::from_secs(settings.worker.breaker_open_seconds),
+        ),
+        disable_after: (
+            Duration::from_secs(settings.worker.disable_after_failing_seconds),
+            settings.worker.disable_after_failures,
+        ),
     });
     let config = ConsumerConfig {
         name: format!("{} herald-worker", base.topology.prefix()),

@@ -69,8 +69,13 @@ fn to_message(
     max_bytes: usize,
     problems: &mut Vec<FieldError>,
 ) -> Result<(EventMessage, String), ApiError> {
-    if let Err(e) = EventType::parse(&input.event_type) {
-        problems.push(FieldError::new(format!("{prefix}event_type"), e.0));
+    match EventType::parse(&input.event_type) {
+        Err(e) => problems.push(FieldError::new(format!("{prefix}event_type"), e.0)),
+        Ok(t) if t.is_operational() => problems.push(FieldError::new(
+            format!("{prefix}event_type"),
+            "types under webhook. and delivery. are reserved for Herald's own events",
+        )),
+        Ok(_) => {}
     }
     let id = match (input.id.as_deref(), key) {
         (Some(id), Some(key)) if id != key => {

@@ -185,21 +185,34 @@ pub struct AttemptRecord<'a> {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// The webhook's run of failures after an attempt was recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// The attempt's number.
+    pub attempt: i32,
+    /// When the webhook's current run of failed attempts began (`None`
+    /// after a success).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Failed attempts in a row.
+    pub consecutive_failures: i32,
+}
+
 /// Records an attempt, moves the delivery to its new status and updates the
-/// webhook's counters, in one statement (atomic, one round trip). Answers
-/// the attempt's number.
+/// webhook's counters and failure run, in one statement (atomic, one round
+/// trip). `None` when the delivery is gone.
 ///
 /// # Errors
 /// A database error.
 pub async fn record_attempt(
     client: &impl GenericClient,
     a: &AttemptRecord<'_>,
-) -> DbResult<Option<i32>> {
+) -> DbResult<Option<Recorded>> {
     let (succeeded, failed) = match a.new_status {
         DeliveryStatus::Success => (1i64, 0i64),
         DeliveryStatus::Failed => (0, 1),
         DeliveryStatus::Pending | DeliveryStatus::Retrying => (0, 0),
     };
+    let attempt_ok = a.new_status == DeliveryStatus::Success;
     let stmt = client
         .prepare_cached(
             "WITH d AS (
@@ -210,13 +223,18 @@ pub async fn record_attempt(
              ), w AS (
                  UPDATE webhooks SET last_triggered_at = $5,
                      delivery_success_count = delivery_success_count + $10,
-                     delivery_failure_count = delivery_failure_count + $11
+                     delivery_failure_count = delivery_failure_count + $11,
+                     failing_since = CASE WHEN $12 THEN NULL ELSE coalesce(failing_since, $5) END,
+                     consecutive_failures = CASE WHEN $12 THEN 0 ELSE consecutive_failures + 1 END
                  FROM d WHERE webhooks.id = d.webhook_id
+                 RETURNING failing_since, consecutive_failures
+             ), a AS (
+                 INSERT INTO delivery_attempts
+                     (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)
+                 SELECT $4, $1, d.attempt_count, $5, $6, $7, $8, $9 FROM d
              )
-             INSERT INTO delivery_attempts
-                 (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)
-             SELECT $4, $1, d.attempt_count, $5, $6, $7, $8, $9 FROM d
-             RETURNING attempt",
+             SELECT d.attempt_count, w.failing_since, coalesce(w.consecutive_failures, 0)
+             FROM d LEFT JOIN w ON true",
         )
         .await?;
     let row = client
@@ -234,10 +252,15 @@ pub async fn record_attempt(
                 &a.error,
                 &succeeded,
                 &failed,
+                &attempt_ok,
             ],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| Recorded {
+        attempt: r.get(0),
+        failing_since: r.get(1),
+        consecutive_failures: r.get(2),
+    }))
 }
 
 /// Ends a delivery without sending it (its webhook is disabled).

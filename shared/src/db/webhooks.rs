@@ -159,7 +159,11 @@ pub async fn update(
         "UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
-            updated_at = now()
+            updated_at = now(),
+            -- Re-enabling starts the failure run afresh, so the webhook is
+            -- not disabled again by the failures that disabled it.
+            failing_since = CASE WHEN $13 AND NOT is_active THEN NULL ELSE failing_since END,
+            consecutive_failures = CASE WHEN $13 AND NOT is_active THEN 0 ELSE consecutive_failures END
          WHERE id = $1 AND tenant_id = $2
          RETURNING {COLUMNS}"
     );

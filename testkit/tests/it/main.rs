@@ -3,6 +3,7 @@
 //! AMQP prefix.
 
 mod api;
+mod circuit;
 mod isolation;
 mod pipeline;
 mod resilience;
