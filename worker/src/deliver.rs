@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
+use crate::rate::RateLimiter;
 use crate::webhook_cache::{WebhookCache, WebhookConfig};
 
 fn is_operational(event_type: &str) -> bool {
@@ -60,6 +61,8 @@ pub struct Worker {
     pub limiter: Arc<EndpointLimiter>,
     /// Endpoints failing hard wait instead of taking slots.
     pub breaker: Breaker,
+    /// Per-webhook rate limits, shared with the other workers.
+    pub rate: Arc<RateLimiter>,
     /// A webhook whose every attempt failed for this long, and at least
     /// this many times, is disabled.
     pub disable_after: (Duration, u32),
@@ -173,6 +176,14 @@ impl Worker {
         // A manual retry is someone asking for it now, and goes through.
         if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
             && !m.manual
+        {
+            return self.park(publisher, m, self.tier_for(wait)).await;
+        }
+        // The webhook's rate limit, shared by every worker: without a token
+        // the delivery waits, not counted as an attempt.
+        if let Err(wait) = self
+            .rate
+            .check(webhook.id, webhook.rate_limit, Instant::now())
         {
             return self.park(publisher, m, self.tier_for(wait)).await;
         }

@@ -4,5 +4,6 @@
 pub mod breaker;
 pub mod deliver;
 pub mod limiter;
+pub mod rate;
 pub mod run;
 pub mod webhook_cache;

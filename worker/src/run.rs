@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::Breaker;
 use crate::deliver::Worker;
 use crate::limiter::EndpointLimiter;
+use crate::rate::RateLimiter;
 use crate::webhook_cache::WebhookCache;
 
 /// Runs a worker until `shutdown`: health and metrics on `listener` (or
@@ -33,7 +34,15 @@ pub async fn run(
     let signature_header = HeaderName::from_bytes(settings.worker.signature_header.as_bytes())
         .context("worker.signature_header is not a valid header name")?;
     let base = Base::start(&settings, settings.worker.listen, listener, &shutdown).await?;
+    let rate = Arc::new(RateLimiter::new());
+    let heartbeat = tokio::spawn({
+        let rate = Arc::clone(&rate);
+        let pool = base.pool.clone();
+        let shutdown = shutdown.clone();
+        async move { rate.heartbeat(pool, shutdown).await }
+    });
     let worker = Arc::new(Worker {
+        rate,
         cache: WebhookCache::new(base.pool.clone(), sealer, base.watch.clone()),
         pool: base.pool.clone(),
         metrics: base.metrics.clone(),
@@ -69,6 +78,7 @@ pub async fn run(
         shutdown,
     )
     .await;
+    let _ = heartbeat.await;
     base.finish().await;
     tracing::info!("worker stopped");
     Ok(())

@@ -26,6 +26,8 @@ pub struct WebhookConfig {
     pub is_active: bool,
     pub retry_attempts: u32,
     pub retry_backoff: Duration,
+    /// Deliveries per second across all workers.
+    pub rate_limit: Option<u32>,
 }
 
 impl WebhookConfig {
@@ -114,6 +116,7 @@ impl WebhookCache {
                     verify_ssl: w.verify_ssl,
                     is_active: w.is_active,
                     retry_attempts: u32::try_from(w.retry_attempts).unwrap_or(0),
+                    rate_limit: w.rate_limit.and_then(|r| u32::try_from(r).ok()),
                     retry_backoff: Duration::from_secs(
                         u64::try_from(w.retry_backoff_seconds).unwrap_or(60),
                     ),

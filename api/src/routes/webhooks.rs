@@ -69,6 +69,18 @@ struct WebhookInput {
     verify_ssl: Option<bool>,
     #[serde(alias = "enabled")]
     is_active: Option<bool>,
+    /// Deliveries per second; an explicit `null` removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<i64>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A webhook as the API shows it.
@@ -92,6 +104,7 @@ struct WebhookOut {
     last_triggered_at: Option<DateTime<Utc>>,
     delivery_success_count: i64,
     delivery_failure_count: i64,
+    rate_limit: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -117,6 +130,7 @@ impl From<Webhook> for WebhookOut {
             last_triggered_at: w.last_triggered_at,
             delivery_success_count: w.delivery_success_count,
             delivery_failure_count: w.delivery_failure_count,
+            rate_limit: w.rate_limit,
             secret: None,
         }
     }
@@ -292,6 +306,12 @@ fn merge(
             .map_or((true, None), |b| (b.is_active, b.disabled_reason.clone())),
     };
 
+    let rate_limit = match input.rate_limit {
+        Some(Some(n)) => Some(p.range("rate_limit", n, 1, 10_000)),
+        Some(None) => None,
+        None => base.as_ref().and_then(|b| b.rate_limit),
+    };
+
     p.finish()?;
     Ok((
         WebhookFields {
@@ -307,6 +327,7 @@ fn merge(
             verify_ssl,
             is_active,
             disabled_reason,
+            rate_limit,
         },
         shown_secret,
     ))

@@ -4,6 +4,7 @@
 
 pub mod config_version;
 pub mod deliveries;
+pub mod heartbeats;
 pub mod tenants;
 pub mod webhooks;
 

@@ -33,11 +33,14 @@ pub struct Webhook {
     pub last_triggered_at: Option<DateTime<Utc>>,
     pub delivery_success_count: i64,
     pub delivery_failure_count: i64,
+    /// Deliveries per second across all workers; `None`: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
     timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
-    created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count";
+    created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
+    rate_limit";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -62,6 +65,7 @@ impl Webhook {
             last_triggered_at: r.get(16),
             delivery_success_count: r.get(17),
             delivery_failure_count: r.get(18),
+            rate_limit: r.get(19),
         }
     }
 }
@@ -81,12 +85,13 @@ pub struct WebhookFields {
     pub verify_ssl: bool,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
+    pub rate_limit: Option<i32>,
 }
 
 impl WebhookFields {
     /// The caller-set columns in the order `create` and `update` bind them
-    /// (`$3` to `$14`).
-    fn columns<'a>(&'a self, headers: &'a Json<&'a Headers>) -> [&'a (dyn ToSql + Sync); 12] {
+    /// (`$3` to `$15`).
+    fn columns<'a>(&'a self, headers: &'a Json<&'a Headers>) -> [&'a (dyn ToSql + Sync); 13] {
         [
             &self.name,
             &self.description,
@@ -100,6 +105,7 @@ impl WebhookFields {
             &self.verify_ssl,
             &self.is_active,
             &self.disabled_reason,
+            &self.rate_limit,
         ]
     }
 }
@@ -119,6 +125,7 @@ impl From<Webhook> for WebhookFields {
             verify_ssl: w.verify_ssl,
             is_active: w.is_active,
             disabled_reason: w.disabled_reason,
+            rate_limit: w.rate_limit,
         }
     }
 }
@@ -133,8 +140,8 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
             headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
-            disabled_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            disabled_reason, rate_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
@@ -159,7 +166,7 @@ pub async fn update(
         "UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
-            updated_at = now(),
+            rate_limit = $15, updated_at = now(),
             -- Re-enabling starts the failure run afresh, so the webhook is
             -- not disabled again by the failures that disabled it.
             failing_since = CASE WHEN $13 AND NOT is_active THEN NULL ELSE failing_since END,

@@ -63,3 +63,66 @@ async fn a_hanging_endpoint_does_not_hold_up_a_healthy_one() {
         hanging.requests().len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_two_workers() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let _dispatcher = env.start_dispatcher().await;
+    let _first = env.start_worker().await;
+    let _second = env.start_worker().await;
+    // Both workers have seen each other's heartbeat.
+    wait_until(Duration::from_secs(20), "two live workers", || async {
+        (env.count("SELECT count(*) FROM worker_heartbeats").await == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "limited", "url": receiver.url("h"), "rate_limit": 5}),
+        )
+        .await;
+    assert_eq!(hook["rate_limit"], 5);
+    const EVENTS: usize = 40;
+    let events: Vec<_> = (0..EVENTS)
+        .map(|i| json!({"event_type": "a.b", "data": {"n": i}}))
+        .collect();
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/events/batch",
+            Some(&token),
+            Some(&json!({"events": events})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let mut got = wait_until(Duration::from_secs(40), "every delivery", || async {
+        let r = receiver.requests();
+        (r.len() >= EVENTS).then_some(r)
+    })
+    .await;
+    got.sort_by_key(|r| r.at);
+    // After the first second's burst, the two workers together hold 5/s.
+    let steady = &got[10..];
+    let span = steady
+        .last()
+        .unwrap()
+        .at
+        .duration_since(steady[0].at)
+        .as_secs_f64();
+    let rate = (steady.len() - 1) as f64 / span;
+    assert!(
+        (4.0..=6.0).contains(&rate),
+        "5/s within 20 %, was {rate:.2}/s"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE status = 'success' AND attempt_count = 1")
+            .await,
+        i64::try_from(EVENTS).unwrap(),
+        "waiting for a token is not an attempt"
+    );
+}
