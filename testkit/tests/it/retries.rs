@@ -448,3 +448,39 @@ async fn the_sweeper_republishes_a_retry_whose_message_was_lost() {
     .await;
     assert_eq!(receiver.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_failures_and_never_followed() {
+    let env = TestEnv::new().await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    receiver.script(vec![(302, vec![("location", receiver.url("elsewhere"))])]);
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "h", "url": receiver.url("h"), "retry_backoff_seconds": 1}),
+    )
+    .await;
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    wait_until(WAIT, "the retry to succeed", || async {
+        (delivery_row(&env).await.0 == "success").then_some(())
+    })
+    .await;
+    assert!(
+        receiver.requests_to("elsewhere").is_empty(),
+        "the redirect was not followed"
+    );
+    assert_eq!(receiver.requests_to("h").len(), 2);
+    let first: Option<i32> = env
+        .db()
+        .await
+        .query_one(
+            "SELECT status_code FROM delivery_attempts WHERE attempt = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, Some(302));
+}
