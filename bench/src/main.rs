@@ -1,0 +1,468 @@
+//! `herald-bench`: Herald end to end on this machine — api, dispatcher and
+//! workers as real processes, the local Postgres and RabbitMQ, a fast
+//! receiver on loopback — measured against the machine's own ceilings.
+//! Writes `bench.json` and `bench.md` under `target/bench/`.
+//!
+//! `herald-bench [--events N] [--quick] [--heavy]`: `--quick` is the tiny
+//! run CI makes to keep the benchmark working; `--heavy` adds 10,000
+//! webhooks and 1 million stored deliveries.
+
+mod ceilings;
+mod load;
+mod receiver;
+mod system;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::load::{Delivered, Sent};
+use crate::receiver::Receiver;
+use crate::system::{System, Usage};
+
+#[derive(Debug, Clone)]
+struct Options {
+    events: usize,
+    quick: bool,
+    heavy: bool,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options {
+        events: 20_000,
+        quick: false,
+        heavy: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--events" => o.events = args.next().context("--events takes a number")?.parse()?,
+            "--quick" => o.quick = true,
+            "--heavy" => o.heavy = true,
+            other => bail!("unknown argument {other:?}; use --events N, --quick, --heavy"),
+        }
+    }
+    if o.quick {
+        o.events = o.events.min(300);
+    }
+    Ok(o)
+}
+
+#[derive(Debug, Serialize)]
+struct Scenario {
+    name: String,
+    workers: usize,
+    events: usize,
+    /// Webhooks each event is delivered to.
+    fan_out: usize,
+    /// Webhooks in the tenant.
+    webhooks: usize,
+    ingest_per_s: f64,
+    #[serde(flatten)]
+    delivered: Delivered,
+    /// The delivery rate as a fraction of the lowest ceiling.
+    of_ceiling: f64,
+    processes: Vec<Usage>,
+}
+
+#[derive(Debug, Serialize)]
+struct Ceilings {
+    receiver_per_s: f64,
+    rabbitmq_per_s: f64,
+    postgres_per_s: f64,
+}
+
+impl Ceilings {
+    fn lowest(&self) -> f64 {
+        self.receiver_per_s
+            .min(self.rabbitmq_per_s)
+            .min(self.postgres_per_s)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    command: String,
+    machine: String,
+    started_at: String,
+    events: usize,
+    ceilings: Ceilings,
+    scenarios: Vec<Scenario>,
+    /// Deliveries lost or duplicated in the whole run.
+    lost: u64,
+    duplicates: u64,
+}
+
+/// How the load is offered.
+enum Load {
+    Single,
+    Batch,
+    Amqp,
+    Rate(f64, Duration),
+}
+
+struct Spec<'a> {
+    name: &'a str,
+    workers: usize,
+    events: usize,
+    /// Webhooks that match, and that do not.
+    matching: usize,
+    others: usize,
+    load: Load,
+    /// Delivery rows stored before the load.
+    preload_rows: usize,
+}
+
+async fn run(spec: Spec<'_>, receiver: &Receiver, lowest: f64) -> anyhow::Result<Scenario> {
+    eprintln!(
+        "- {} ({} events, {} workers)",
+        spec.name, spec.events, spec.workers
+    );
+    receiver.reset();
+    let sys = System::start(spec.workers, &[]).await?;
+    let mut hooks = Vec::new();
+    for i in 0..spec.matching {
+        let name = format!("m{i}");
+        sys.create_webhook(&name, &receiver.url(&name), &["order.*"])
+            .await?;
+        hooks.push(name);
+    }
+    for i in 0..spec.others {
+        sys.create_webhook(&format!("o{i}"), &receiver.url("other"), &["invoice.*"])
+            .await?;
+    }
+    if spec.preload_rows > 0 {
+        preload(&sys, spec.preload_rows).await?;
+    }
+    let started = Instant::now();
+    let sent: Sent = match spec.load {
+        Load::Single => {
+            load::http_single(&sys, spec.name, spec.events, "order.created", 64).await?
+        }
+        Load::Batch => load::http_batch(&sys, spec.name, spec.events, 100, 4).await?,
+        Load::Amqp => load::amqp(&sys, spec.name, spec.events, 500).await?,
+        Load::Rate(rate, duration) => load::http_at_rate(&sys, spec.name, rate, duration).await?,
+    };
+    let expected = (sent.accepted.len() * hooks.len()) as u64;
+    load::wait_delivered(receiver, expected, Duration::from_secs(300)).await;
+    let delivered = load::analyze(receiver, &sent, &hooks);
+    let processes = sys.usage();
+    eprintln!(
+        "  ingest {:.0}/s, delivered {}/{} at {:.0}/s, p50 {:.1} ms p99 {:.1} ms, lost {}, duplicates {} ({:.1} s)",
+        sent.ingest_rate(),
+        delivered.delivered,
+        delivered.expected,
+        delivered.rate,
+        delivered.latency.p50_ms,
+        delivered.latency.p99_ms,
+        delivered.lost,
+        delivered.duplicates,
+        started.elapsed().as_secs_f64()
+    );
+    sys.stop().await?;
+    Ok(Scenario {
+        name: spec.name.to_owned(),
+        workers: spec.workers,
+        events: sent.accepted.len(),
+        fan_out: hooks.len(),
+        webhooks: spec.matching + spec.others,
+        ingest_per_s: sent.ingest_rate(),
+        of_ceiling: if lowest > 0.0 {
+            delivered.rate / lowest
+        } else {
+            0.0
+        },
+        delivered,
+        processes,
+    })
+}
+
+/// Stores `rows` delivered events (event, delivery and attempt rows) so
+/// the tables are as big as a busy installation's.
+async fn preload(sys: &System, rows: usize) -> anyhow::Result<()> {
+    eprintln!("  storing {rows} deliveries first");
+    sys.create_webhook("preload", "http://127.0.0.1:9/preload", &["preload.*"])
+        .await?;
+    let db = sys.db().await?;
+    let tenant: uuid::Uuid = sys.tenant_id.parse()?;
+    let n = i64::try_from(rows)?;
+    db.execute(
+        "INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
+         SELECT $1, 'pre-' || g, 'preload.done', '{\"n\": 1}'::jsonb, now(), now() FROM generate_series(1, $2) g",
+        &[&tenant, &n],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type, status, attempt_count)
+         SELECT gen_random_uuid(), $1, 'pre-' || g, (SELECT id FROM webhooks WHERE name = 'preload'),
+                'preload.done', 'success', 1
+         FROM generate_series(1, $2) g",
+        &[&tenant, &n],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, status_code)
+         SELECT gen_random_uuid(), id, 1, now(), 1, 204 FROM deliveries WHERE event_id LIKE 'pre-%'",
+        &[],
+    )
+    .await?;
+    db.batch_execute("ANALYZE").await?;
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    format!("{cpus} CPUs ({model}), {mem_gib:.0} GiB")
+}
+
+fn markdown(r: &Report) -> String {
+    let mut md = format!(
+        "Run `{}` on {} at {}.\n\nCeilings: receiver alone {:.0}/s, RabbitMQ alone {:.0}/s, Postgres alone {:.0} deliveries/s.\n\n",
+        r.command,
+        r.machine,
+        r.started_at,
+        r.ceilings.receiver_per_s,
+        r.ceilings.rabbitmq_per_s,
+        r.ceilings.postgres_per_s
+    );
+    md.push_str("| scenario | workers | events | fan-out | webhooks | ingest/s | delivered/s | of ceiling | p50 ms | p90 ms | p99 ms | max ms | lost | dup | worker peak RSS MiB | CPU s (api/disp/workers) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in &r.scenarios {
+        let rss = s
+            .processes
+            .iter()
+            .filter(|p| p.role.starts_with("worker"))
+            .map(|p| p.peak_rss_mib)
+            .fold(0.0, f64::max);
+        let cpu = |prefix: &str| -> f64 {
+            s.processes
+                .iter()
+                .filter(|p| p.role.starts_with(prefix))
+                .map(|p| p.cpu_seconds)
+                .sum()
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1}/{:.1}/{:.1} |\n",
+            s.name,
+            s.workers,
+            s.events,
+            s.fan_out,
+            s.webhooks,
+            s.ingest_per_s,
+            s.delivered.rate,
+            s.of_ceiling * 100.0,
+            s.delivered.latency.p50_ms,
+            s.delivered.latency.p90_ms,
+            s.delivered.latency.p99_ms,
+            s.delivered.latency.max_ms,
+            s.delivered.lost,
+            s.delivered.duplicates,
+            rss * 1.0,
+            cpu("api"),
+            cpu("dispatcher"),
+            cpu("worker"),
+        ));
+    }
+    md
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let n = o.events;
+    let receiver = Receiver::start()?;
+    let started_at = chrono_now();
+
+    eprintln!("ceilings");
+    let probe_n = if o.quick { 500 } else { 20_000 };
+    let ceiling_sys = System::start(0, &[]).await?;
+    let ceilings = Ceilings {
+        receiver_per_s: ceilings::receiver_alone(&receiver, probe_n).await?,
+        rabbitmq_per_s: ceilings::rabbitmq_alone(probe_n).await?,
+        postgres_per_s: ceilings::postgres_alone(&ceiling_sys, probe_n).await?,
+    };
+    ceiling_sys.stop().await?;
+    eprintln!(
+        "  receiver {:.0}/s, RabbitMQ {:.0}/s, Postgres {:.0}/s",
+        ceilings.receiver_per_s, ceilings.rabbitmq_per_s, ceilings.postgres_per_s
+    );
+    let lowest = ceilings.lowest();
+
+    let spec = |name: &'static str, workers, events, matching, others, load| Spec {
+        name,
+        workers,
+        events,
+        matching,
+        others,
+        load,
+        preload_rows: 0,
+    };
+    let mut scenarios = Vec::new();
+    let single = run(spec("http", 1, n, 1, 0, Load::Single), &receiver, lowest).await?;
+    let max_rate = single.delivered.rate.max(1.0);
+    scenarios.push(single);
+    scenarios.push(
+        run(
+            spec("http-batch", 1, n, 1, 0, Load::Batch),
+            &receiver,
+            lowest,
+        )
+        .await?,
+    );
+    scenarios.push(run(spec("amqp", 1, n, 1, 0, Load::Amqp), &receiver, lowest).await?);
+    scenarios.push(
+        run(
+            spec("fan-out-10", 1, (n / 10).max(1), 10, 0, Load::Batch),
+            &receiver,
+            lowest,
+        )
+        .await?,
+    );
+    let seconds = if o.quick { 2 } else { 10 };
+    scenarios.push(
+        run(
+            spec(
+                "steady-200",
+                1,
+                200 * seconds,
+                1,
+                0,
+                Load::Rate(200.0, Duration::from_secs(seconds as u64)),
+            ),
+            &receiver,
+            lowest,
+        )
+        .await?,
+    );
+    if !o.quick {
+        scenarios.push(
+            run(
+                spec("fan-out-100", 1, (n / 100).max(1), 100, 0, Load::Batch),
+                &receiver,
+                lowest,
+            )
+            .await?,
+        );
+        let half = max_rate / 2.0;
+        scenarios.push(
+            run(
+                spec(
+                    "half-max-rate",
+                    1,
+                    0,
+                    1,
+                    0,
+                    Load::Rate(half, Duration::from_secs(10)),
+                ),
+                &receiver,
+                lowest,
+            )
+            .await?,
+        );
+        scenarios.push(
+            run(
+                spec("webhooks-10", 1, n, 1, 9, Load::Batch),
+                &receiver,
+                lowest,
+            )
+            .await?,
+        );
+        scenarios.push(
+            run(
+                spec("webhooks-1000", 1, n, 1, 999, Load::Batch),
+                &receiver,
+                lowest,
+            )
+            .await?,
+        );
+        for workers in [2, 4] {
+            let name = if workers == 2 {
+                "workers-2"
+            } else {
+                "workers-4"
+            };
+            scenarios
+                .push(run(spec(name, workers, n, 1, 0, Load::Batch), &receiver, lowest).await?);
+        }
+    }
+    if o.heavy {
+        scenarios.push(
+            run(
+                spec("webhooks-10000", 1, n, 1, 9_999, Load::Batch),
+                &receiver,
+                lowest,
+            )
+            .await?,
+        );
+        let mut s = spec(
+            "steady-200-1m-rows",
+            1,
+            2000,
+            1,
+            0,
+            Load::Rate(200.0, Duration::from_secs(10)),
+        );
+        s.preload_rows = 1_000_000;
+        scenarios.push(run(s, &receiver, lowest).await?);
+    }
+
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine(),
+        started_at,
+        events: n,
+        lost: scenarios.iter().map(|s| s.delivered.lost).sum(),
+        duplicates: scenarios.iter().map(|s| s.delivered.duplicates).sum(),
+        ceilings,
+        scenarios,
+    };
+    let out = std::env::current_exe()?
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("target folder")?
+        .join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("bench.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let md = markdown(&report);
+    std::fs::write(out.join("bench.md"), &md)?;
+    println!("{md}");
+    eprintln!("wrote {}", out.display());
+    if report.lost > 0 || report.duplicates > 0 {
+        bail!(
+            "{} deliveries lost and {} duplicated",
+            report.lost,
+            report.duplicates
+        );
+    }
+    Ok(())
+}
+
+fn chrono_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("unix {secs}")
+}

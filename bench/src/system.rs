@@ -1,0 +1,258 @@
+//! The whole of Herald as real processes (the release binaries beside this
+//! one), against the local Postgres and RabbitMQ, in a fresh database and
+//! AMQP prefix that are removed afterwards.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "bench-admin-token-0123456789";
+const PG: &str = "postgres://postgres@127.0.0.1:5432";
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// One Herald process and what it cost.
+pub(crate) struct Process {
+    pub(crate) role: String,
+    child: Child,
+}
+
+/// Peak memory and CPU time of a process, read from /proc.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Usage {
+    pub(crate) role: String,
+    pub(crate) peak_rss_mib: f64,
+    pub(crate) cpu_seconds: f64,
+}
+
+impl Process {
+    fn usage(&self) -> Usage {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name: utime is the 14th, stime the 15th
+        // field of the line (11th and 12th after the closing parenthesis).
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Usage {
+            role: self.role.clone(),
+            peak_rss_mib: kib / 1024.0,
+            cpu_seconds: (ticks(11) + ticks(12)) / 100.0,
+        }
+    }
+}
+
+pub(crate) struct System {
+    pub(crate) api: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) db_name: String,
+    pub(crate) vars: HashMap<String, String>,
+    pub(crate) tenant_id: String,
+    pub(crate) token: String,
+    processes: Vec<Process>,
+    bin: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl System {
+    /// Migrates a fresh database and starts an api, a dispatcher and
+    /// `workers` workers with the local run command's development flags.
+    pub(crate) async fn start(workers: usize, extra: &[(&str, String)]) -> anyhow::Result<Self> {
+        let bin = std::env::current_exe()?
+            .parent()
+            .context("the binary's folder")?
+            .to_path_buf();
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("herald_bench_{}", &tag[..12]);
+        let prefix = format!("herald_bench_{}", &tag[..12]);
+        let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let mut vars: HashMap<String, String> = [
+            ("HERALD__DATABASE__URL", format!("{PG}/{db_name}")),
+            ("HERALD__AMQP__URL", AMQP.to_owned()),
+            ("HERALD__AMQP__PREFIX", prefix.clone()),
+            ("HERALD__API__ADMIN_TOKEN", ADMIN.to_owned()),
+            ("HERALD__SECURITY__ALLOW_HTTP", "true".to_owned()),
+            ("HERALD__SECURITY__ALLOW_PRIVATE_TARGETS", "true".to_owned()),
+            ("HERALD__SECURITY__ENCRYPTION_KEY", key),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+
+        let status = Command::new(bin.join("herald-api"))
+            .arg("migrate")
+            .envs(&vars)
+            .stdout(Stdio::null())
+            .status()
+            .context("running herald-api migrate (build the release binaries first)")?;
+        if !status.success() {
+            bail!("herald-api migrate failed");
+        }
+        let api_port = free_port()?;
+        let mut processes = Vec::new();
+        let mut spawn =
+            |role: &str, binary: &str, listen_key: &str, port: u16| -> anyhow::Result<()> {
+                let child = Command::new(bin.join(binary))
+                    .envs(&vars)
+                    .env(listen_key, format!("127.0.0.1:{port}"))
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("starting {binary}"))?;
+                processes.push(Process {
+                    role: role.to_owned(),
+                    child,
+                });
+                Ok(())
+            };
+        spawn("api", "herald-api", "HERALD__API__LISTEN", api_port)?;
+        let mut health = vec![format!("http://127.0.0.1:{api_port}/readyz")];
+        let port = free_port()?;
+        spawn(
+            "dispatcher",
+            "herald-dispatcher",
+            "HERALD__DISPATCHER__LISTEN",
+            port,
+        )?;
+        health.push(format!("http://127.0.0.1:{port}/readyz"));
+        for i in 0..workers {
+            let port = free_port()?;
+            spawn(
+                &format!("worker-{i}"),
+                "herald-worker",
+                "HERALD__WORKER__LISTEN",
+                port,
+            )?;
+            health.push(format!("http://127.0.0.1:{port}/readyz"));
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for url in &health {
+            loop {
+                if http
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{url} not ready within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let api = format!("http://127.0.0.1:{api_port}");
+        let tenant: Value = http
+            .post(format!("{api}/v1/tenants"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Self {
+            api,
+            http,
+
+            db_name,
+            vars,
+            tenant_id: tenant["id"].as_str().context("tenant id")?.to_owned(),
+            token: tenant["token"].as_str().context("tenant token")?.to_owned(),
+            processes,
+            bin,
+        })
+    }
+
+    pub(crate) async fn create_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        event_types: &[&str],
+    ) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/v1/webhooks", self.api))
+            .bearer_auth(&self.token)
+            .json(&json!({"name": name, "url": url, "event_types": event_types}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Each process's peak RSS and CPU seconds so far.
+    pub(crate) fn usage(&self) -> Vec<Usage> {
+        self.processes.iter().map(Process::usage).collect()
+    }
+
+    /// A direct connection to this run's database.
+    pub(crate) async fn db(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, conn) =
+            tokio_postgres::connect(&format!("{PG}/{}", self.db_name), tokio_postgres::NoTls)
+                .await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// SIGTERM to every process, then removes the database and queues.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        for p in &self.processes {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.child.id().to_string()])
+                .status();
+        }
+        for p in &mut self.processes {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while p.child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = p.child.kill();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let _ = &self.bin;
+        let settings = herald_shared::config::Settings::load_from(&self.vars)?;
+        let topology = herald_shared::amqp::Topology::new(&settings.amqp)?;
+        let conn = herald_shared::amqp::connect(&settings.amqp.url, "herald-bench cleanup").await?;
+        let ch = conn.create_channel().await?;
+        topology.delete(&ch).await?;
+        let _ = conn.close(200, "done".into()).await;
+        let (admin, c) =
+            tokio_postgres::connect(&format!("{PG}/postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(c);
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .await?;
+        Ok(())
+    }
+}
