@@ -1,20 +1,18 @@
 //! One event message, start to finish: parse and check it, match the
-//! tenant's subscriptions, store the event and its deliveries in one
-//! transaction, publish one delivery message per webhook with confirms, and
-//! only then ack. A crash anywhere leads to a redelivery; the unique keys
+//! tenant's subscriptions, hand it to the [store](crate::store) (which
+//! writes the event and its deliveries and publishes one delivery message
+//! per webhook with confirms, in batches), and only then ack. A crash anywhere leads to a redelivery; the unique keys
 //! `(tenant, event id)` and `(event, webhook)` keep that from making rows
 //! twice, and a redelivered event republishes the deliveries that were
 //! never attempted.
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use futures_util::future::try_join_all;
 use herald_shared::amqp::VIA_HEADER;
-use herald_shared::amqp::{AmqpError, REASON_HEADER, Topology, json_properties, publish_confirmed};
+use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::consumer::{Disposition, Handler, header_str};
-use herald_shared::db::{DbError, deliveries};
 use herald_shared::metrics::Metrics;
-use herald_shared::models::{DeliveryMessage, EventId, EventMessage, EventType};
+use herald_shared::models::{EventId, EventMessage, EventType};
 use herald_shared::operational;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -22,6 +20,7 @@ use lapin::types::{AMQPValue, LongString};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::store::{Job, Store, StoreError};
 use crate::subscription_cache::SubscriptionCache;
 
 #[derive(Debug)]
@@ -31,6 +30,8 @@ pub struct Dispatcher {
     pub cache: SubscriptionCache,
     pub metrics: Metrics,
     pub max_event_bytes: usize,
+    /// Stores and publishes checked events in batches.
+    pub store: Store,
 }
 
 /// Why processing stopped short.
@@ -42,24 +43,8 @@ enum Failure {
     Transient(String),
 }
 
-impl From<DbError> for Failure {
-    fn from(e: DbError) -> Self {
-        match &e {
-            // Data and constraint errors (SQLSTATE classes 22 and 23) come
-            // from the message's content and would fail again every time.
-            DbError::Query(q)
-                if q.code()
-                    .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
-            {
-                Self::Invalid(format!("the event cannot be stored: {e}"))
-            }
-            _ => Self::Transient(e.to_string()),
-        }
-    }
-}
-
-impl From<AmqpError> for Failure {
-    fn from(e: AmqpError) -> Self {
+impl From<herald_shared::db::DbError> for Failure {
+    fn from(e: herald_shared::db::DbError) -> Self {
         Self::Transient(e.to_string())
     }
 }
@@ -121,101 +106,29 @@ impl Dispatcher {
             }
         }
         let received_at = Utc::now();
-        let occurred_at = message.occurred_at.unwrap_or(received_at);
-
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
-        let tx = client.transaction().await.map_err(DbError::from)?;
-        let stored = deliveries::insert_event(
-            &tx,
-            &deliveries::NewEvent {
-                tenant_id,
-                id: id.as_str(),
-                event_type: event_type.as_str(),
-                data: &message.data,
-                severity: message.severity,
-                source: message.source.as_deref(),
-                occurred_at,
-                received_at,
-            },
-        )
-        .await?;
-        if stored {
-            let created = deliveries::insert_deliveries(
-                &tx,
-                tenant_id,
-                id.as_str(),
-                event_type.as_str(),
-                &matching,
-            )
-            .await?;
-            tx.commit().await.map_err(DbError::from)?;
-            if from_producer_over_amqp(delivery) {
-                self.metrics
-                    .events_received
-                    .with_label_values(&["amqp"])
-                    .inc();
-            }
-            self.metrics.deliveries_created.inc_by(created.len() as u64);
-            let template = Template {
-                tenant_id,
-                event_id: id.as_str(),
-                event_type: event_type.as_str(),
-                occurred_at,
-                received_at,
-                severity: message.severity,
-                source: message.source.as_deref(),
-                data: &message.data,
-            };
-            return self
-                .publish_deliveries(publisher, &template, &created)
-                .await;
+        let job = Job {
+            tenant_id,
+            id: id.as_str().to_owned(),
+            event_type: event_type.as_str().to_owned(),
+            occurred_at: message.occurred_at.unwrap_or(received_at),
+            received_at,
+            data: message.data,
+            severity: message.severity,
+            source: message.source,
+            webhooks: matching,
+            redelivered: delivery.redelivered,
+            publisher: publisher.clone(),
+        };
+        let created = self.store.submit(job).await.map_err(|e| match e {
+            StoreError::Invalid(reason) => Failure::Invalid(reason),
+            StoreError::Transient(reason) => Failure::Transient(reason),
+        })?;
+        if from_producer_over_amqp(delivery) && created > 0 {
+            self.metrics
+                .events_received
+                .with_label_values(&["amqp"])
+                .inc();
         }
-        tx.commit().await.map_err(DbError::from)?;
-
-        // The event was stored before. A producer's repeat needs nothing
-        // more; a redelivery may be ours after a crash between commit and
-        // publish, so publish whatever was never attempted.
-        if delivery.redelivered {
-            let client = self.pool.get().await.map_err(DbError::from)?;
-            if let Some((event, pending)) =
-                deliveries::unattempted_deliveries(&client, tenant_id, id.as_str()).await?
-            {
-                let template = Template {
-                    tenant_id,
-                    event_id: id.as_str(),
-                    event_type: &event.event_type,
-                    occurred_at: event.occurred_at,
-                    received_at: event.received_at,
-                    severity: event.severity,
-                    source: event.source.as_deref(),
-                    data: &event.data,
-                };
-                return self
-                    .publish_deliveries(publisher, &template, &pending)
-                    .await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Publishes one message per `(delivery id, webhook id)`, pipelined,
-    /// and waits for every confirm.
-    async fn publish_deliveries(
-        &self,
-        publisher: &Channel,
-        t: &Template<'_>,
-        deliveries: &[(Uuid, Uuid)],
-    ) -> Result<(), Failure> {
-        let exchange = self.topology.deliveries();
-        let bodies = deliveries
-            .iter()
-            .map(|(delivery_id, webhook_id)| t.message(*delivery_id, *webhook_id))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Failure::Invalid(format!("cannot encode delivery: {e}")))?;
-        try_join_all(bodies.iter().map(|body| {
-            publish_confirmed(publisher, &exchange, &exchange, body, json_properties())
-        }))
-        .await?;
         Ok(())
     }
 
@@ -264,36 +177,4 @@ fn about_webhook(data: &RawValue) -> Option<Uuid> {
     serde_json::from_str::<About>(data.get())
         .ok()
         .map(|a| a.webhook_id)
-}
-
-/// The event fields every delivery message of one event shares.
-struct Template<'a> {
-    tenant_id: Uuid,
-    event_id: &'a str,
-    event_type: &'a str,
-    occurred_at: chrono::DateTime<Utc>,
-    received_at: chrono::DateTime<Utc>,
-    severity: Option<herald_shared::models::Severity>,
-    source: Option<&'a str>,
-    data: &'a RawValue,
-}
-
-impl Template<'_> {
-    fn message(&self, delivery_id: Uuid, webhook_id: Uuid) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(&DeliveryMessage {
-            delivery_id,
-            tenant_id: self.tenant_id,
-            webhook_id,
-            event_id: self.event_id.to_owned(),
-            event_type: self.event_type.to_owned(),
-            occurred_at: self.occurred_at,
-            received_at: self.received_at,
-            severity: self.severity,
-            source: self.source.map(str::to_owned),
-            data: self.data.to_owned(),
-            attempt: 1,
-            due_at: None,
-            manual: false,
-        })
-    }
 }

@@ -5,5 +5,6 @@
 
 pub mod dispatch;
 pub mod run;
+pub mod store;
 pub mod subscription_cache;
 pub mod sweeper;

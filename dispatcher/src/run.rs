@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
+use crate::store::Store;
 use crate::subscription_cache::SubscriptionCache;
 use crate::sweeper::Sweeper;
 
@@ -31,6 +32,11 @@ pub async fn run(
         topology: base.topology.clone(),
         metrics: base.metrics.clone(),
         max_event_bytes: settings.api.max_event_bytes,
+        store: Store::spawn(
+            base.pool.clone(),
+            base.topology.clone(),
+            base.metrics.clone(),
+        ),
     });
     let config = ConsumerConfig {
         name: format!("{} herald-dispatcher", base.topology.prefix()),

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::config::SecuritySettings;
 use herald_shared::consumer::{Disposition, Handler};
+use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
@@ -31,6 +32,7 @@ use uuid::Uuid;
 use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
 use crate::rate::RateLimiter;
+use crate::recorder::Recorder;
 use crate::webhook_cache::{WebhookCache, WebhookConfig};
 
 fn is_operational(event_type: &str) -> bool {
@@ -63,6 +65,8 @@ pub struct Worker {
     pub breaker: Breaker,
     /// Per-webhook rate limits, shared with the other workers.
     pub rate: Arc<RateLimiter>,
+    /// Writes attempts in batches.
+    pub recorder: Recorder,
     /// A webhook whose every attempt failed for this long, and at least
     /// this many times, is disabled.
     pub disable_after: (Duration, u32),
@@ -113,7 +117,10 @@ impl Handler for Worker {
                 return Disposition::Ack;
             }
         };
-        match self.deliver(publisher, &mut message).await {
+        match self
+            .deliver(publisher, &mut message, delivery.redelivered)
+            .await
+        {
             Ok(()) => Disposition::Ack,
             Err(e) => {
                 tracing::warn!(delivery_id = %message.delivery_id, error.message = %e, "delivery not recorded; it will be redelivered");
@@ -125,13 +132,30 @@ impl Handler for Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, publisher: &Channel, m: &mut DeliveryMessage) -> anyhow::Result<()> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        let Some(state) = deliveries::delivery_state(&client, m.delivery_id).await? else {
-            // The delivery is gone (its webhook was deleted).
-            return Ok(());
+    async fn deliver(
+        &self,
+        publisher: &Channel,
+        m: &mut DeliveryMessage,
+        redelivered: bool,
+    ) -> anyhow::Result<()> {
+        // A first attempt's message, fresh from the dispatcher, finds its
+        // delivery pending and unattempted: it needs no look. Anything else
+        // (a retry, a manual resend, a redelivery after a crash) checks
+        // where the delivery stands, so a duplicate costs no second POST.
+        let state = if m.attempt == 1 && !m.manual && !redelivered {
+            DeliveryState {
+                status: DeliveryStatus::Pending,
+                attempt_count: 0,
+                next_attempt_at: None,
+            }
+        } else {
+            let client = self.pool.get().await.map_err(DbError::from)?;
+            let Some(state) = deliveries::delivery_state(&client, m.delivery_id).await? else {
+                // The delivery is gone (its webhook was deleted).
+                return Ok(());
+            };
+            state
         };
-        drop(client);
         if !m.manual
             && matches!(
                 state.status,
@@ -160,8 +184,8 @@ impl Worker {
         let Some(webhook) = self.cache.get(m.webhook_id).await? else {
             return Ok(());
         };
-        let client = self.pool.get().await.map_err(DbError::from)?;
         if !webhook.is_active {
+            let client = self.pool.get().await.map_err(DbError::from)?;
             deliveries::finish_unsent(&client, m.delivery_id, "the webhook is disabled").await?;
             self.metrics
                 .deliveries_completed
@@ -169,7 +193,6 @@ impl Worker {
                 .inc();
             return Ok(());
         }
-        drop(client);
 
         // An endpoint whose breaker is open: the delivery waits, not
         // counted as an attempt, instead of taking a slot to fail again.
@@ -266,21 +289,19 @@ impl Worker {
         self.breaker
             .record(webhook.id, verdict == Verdict::Delivered, Instant::now());
 
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        let recorded = deliveries::record_attempt(
-            &client,
-            &deliveries::AttemptRecord {
+        let recorded = self
+            .recorder
+            .record(deliveries::AttemptRecord {
                 delivery_id: m.delivery_id,
                 attempted_at,
                 duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
                 status_code: attempt.status_code.map(i32::from),
-                response_body: attempt.body.as_deref(),
-                error: attempt.error.as_deref(),
+                response_body: attempt.body.clone(),
+                error: attempt.error.clone(),
                 new_status,
                 next_attempt_at,
-            },
-        )
-        .await?;
+            })
+            .await?;
         let disable_reason = if verdict == Verdict::Gone {
             Some(format!(
                 "the endpoint answered 410 Gone at {}",
@@ -290,7 +311,12 @@ impl Worker {
             recorded.and_then(|r| self.failing_too_long(&r))
         };
         if let Some(reason) = disable_reason
-            && webhooks::disable(&client, webhook.id, &reason).await?
+            && webhooks::disable(
+                &self.pool.get().await.map_err(DbError::from)?,
+                webhook.id,
+                &reason,
+            )
+            .await?
         {
             self.metrics.webhooks_disabled.inc();
             tracing::info!(webhook_id = %webhook.id, %reason, "webhook disabled");

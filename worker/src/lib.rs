@@ -5,5 +5,6 @@ pub mod breaker;
 pub mod deliver;
 pub mod limiter;
 pub mod rate;
+pub mod recorder;
 pub mod run;
 pub mod webhook_cache;

@@ -17,6 +17,7 @@ use crate::breaker::Breaker;
 use crate::deliver::Worker;
 use crate::limiter::EndpointLimiter;
 use crate::rate::RateLimiter;
+use crate::recorder::Recorder;
 use crate::webhook_cache::WebhookCache;
 
 /// Runs a worker until `shutdown`: health and metrics on `listener` (or
@@ -43,6 +44,7 @@ pub async fn run(
     });
     let worker = Arc::new(Worker {
         rate,
+        recorder: Recorder::spawn(base.pool.clone()),
         cache: WebhookCache::new(base.pool.clone(), sealer, base.watch.clone()),
         pool: base.pool.clone(),
         metrics: base.metrics.clone(),

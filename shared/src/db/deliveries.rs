@@ -23,68 +23,98 @@ pub struct NewEvent<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// Inserts the event unless the tenant already has one with this id; true
-/// when this call stored it.
+/// Inserts the events in one statement, skipping any whose tenant already
+/// has that id; answers `(tenant, id)` of those this call stored.
 ///
 /// # Errors
 /// A database error.
-pub async fn insert_event(client: &impl GenericClient, e: &NewEvent<'_>) -> DbResult<bool> {
+pub async fn insert_events(
+    client: &impl GenericClient,
+    events: &[NewEvent<'_>],
+) -> DbResult<Vec<(Uuid, String)>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
+    let data: Vec<Json<&RawValue>> = events.iter().map(|e| Json(e.data)).collect();
+    let severities: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.severity.map(Severity::as_str))
+        .collect();
+    let sources: Vec<Option<&str>> = events.iter().map(|e| e.source).collect();
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let received: Vec<DateTime<Utc>> = events.iter().map(|e| e.received_at).collect();
     let stmt = client
         .prepare_cached(
             "INSERT INTO events (tenant_id, id, event_type, data, severity, source, occurred_at, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant_id, id) DO NOTHING",
-        )
-        .await?;
-    let n = client
-        .execute(
-            &stmt,
-            &[
-                &e.tenant_id,
-                &e.id,
-                &e.event_type,
-                &Json(e.data),
-                &e.severity.map(Severity::as_str),
-                &e.source,
-                &e.occurred_at,
-                &e.received_at,
-            ],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// One delivery row per webhook; answers `(delivery id, webhook id)` of the
-/// rows this call created (a redelivered event creates none twice).
-///
-/// # Errors
-/// A database error.
-pub async fn insert_deliveries(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    event_id: &str,
-    event_type: &str,
-    webhook_ids: &[Uuid],
-) -> DbResult<Vec<(Uuid, Uuid)>> {
-    if webhook_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = webhook_ids.iter().map(|_| Uuid::now_v7()).collect();
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type)
-             SELECT d, $2, $3, w, $4 FROM unnest($1::uuid[], $5::uuid[]) AS t(d, w)
-             ON CONFLICT (tenant_id, event_id, webhook_id) DO NOTHING
-             RETURNING id, webhook_id",
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[],
+                                  $7::timestamptz[], $8::timestamptz[])
+             ON CONFLICT (tenant_id, id) DO NOTHING
+             RETURNING tenant_id, id",
         )
         .await?;
     let rows = client
         .query(
             &stmt,
-            &[&ids, &tenant_id, &event_id, &event_type, &webhook_ids],
+            &[
+                &tenants,
+                &ids,
+                &types,
+                &data,
+                &severities,
+                &sources,
+                &occurred,
+                &received,
+            ],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A delivery row about to be created.
+#[derive(Debug)]
+pub struct NewDelivery<'a> {
+    pub tenant_id: Uuid,
+    pub event_id: &'a str,
+    pub webhook_id: Uuid,
+    pub event_type: &'a str,
+}
+
+/// Creates the delivery rows in one statement, skipping any (event,
+/// webhook) that exists; answers `(delivery id, tenant, event id, webhook)`
+/// of the rows this call created.
+///
+/// # Errors
+/// A database error.
+pub async fn insert_deliveries(
+    client: &impl GenericClient,
+    rows: &[NewDelivery<'_>],
+) -> DbResult<Vec<(Uuid, Uuid, String, Uuid)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let tenants: Vec<Uuid> = rows.iter().map(|r| r.tenant_id).collect();
+    let events: Vec<&str> = rows.iter().map(|r| r.event_id).collect();
+    let webhooks: Vec<Uuid> = rows.iter().map(|r| r.webhook_id).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[])
+             ON CONFLICT (tenant_id, event_id, webhook_id) DO NOTHING
+             RETURNING id, tenant_id, event_id, webhook_id",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&ids, &tenants, &events, &webhooks, &types])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
 
 /// A stored event, as needed to publish its deliveries again.
@@ -171,15 +201,15 @@ pub async fn delivery_state(
 }
 
 /// One HTTP attempt, as recorded.
-#[derive(Debug)]
-pub struct AttemptRecord<'a> {
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
     pub delivery_id: Uuid,
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub status_code: Option<i32>,
     /// At most the first 1,000 characters of the response body.
-    pub response_body: Option<&'a str>,
-    pub error: Option<&'a str>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
     /// The delivery's status after this attempt.
     pub new_status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -197,70 +227,106 @@ pub struct Recorded {
     pub consecutive_failures: i32,
 }
 
-/// Records an attempt, moves the delivery to its new status and updates the
-/// webhook's counters and failure run, in one statement (atomic, one round
-/// trip). `None` when the delivery is gone.
+/// Records a batch of attempts in one statement (atomic, one round trip,
+/// one commit): each delivery moves to its new status (a delivery already
+/// `success` stays so: a duplicate's attempt is kept, not its verdict),
+/// each attempt gets its row, and each webhook's counters and failure run
+/// are updated once for the batch — a success anywhere in the batch ends
+/// the run. Answers, per delivery still there, how it was recorded. A
+/// batch must not hold two attempts of one delivery.
 ///
 /// # Errors
 /// A database error.
-pub async fn record_attempt(
+pub async fn record_attempts(
     client: &impl GenericClient,
-    a: &AttemptRecord<'_>,
-) -> DbResult<Option<Recorded>> {
-    let (succeeded, failed) = match a.new_status {
-        DeliveryStatus::Success => (1i64, 0i64),
-        DeliveryStatus::Failed => (0, 1),
-        DeliveryStatus::Pending | DeliveryStatus::Retrying => (0, 0),
-    };
-    let attempt_ok = a.new_status == DeliveryStatus::Success;
+    batch: &[AttemptRecord],
+) -> DbResult<Vec<(Uuid, Recorded)>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let delivery_ids: Vec<Uuid> = batch.iter().map(|a| a.delivery_id).collect();
+    let statuses: Vec<&str> = batch.iter().map(|a| a.new_status.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> = batch.iter().map(|a| a.next_attempt_at).collect();
+    let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    let at: Vec<DateTime<Utc>> = batch.iter().map(|a| a.attempted_at).collect();
+    let durations: Vec<i32> = batch.iter().map(|a| a.duration_ms).collect();
+    let codes: Vec<Option<i32>> = batch.iter().map(|a| a.status_code).collect();
+    let bodies: Vec<Option<&str>> = batch.iter().map(|a| a.response_body.as_deref()).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|a| a.error.as_deref()).collect();
     let stmt = client
         .prepare_cached(
-            "WITH d AS (
-                 UPDATE deliveries SET attempt_count = attempt_count + 1, status = $2,
-                     next_attempt_at = $3, updated_at = now()
-                 WHERE id = $1
-                 RETURNING attempt_count, webhook_id
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[],
+                                      $5::timestamptz[], $6::int4[], $7::int4[], $8::text[], $9::text[])
+                     AS t(delivery_id, status, next_at, attempt_id, attempted_at, duration_ms,
+                          status_code, body, error)
+             ), d AS (
+                 UPDATE deliveries SET attempt_count = deliveries.attempt_count + 1,
+                     status = CASE WHEN deliveries.status = 'success' THEN deliveries.status
+                                   ELSE input.status END,
+                     next_attempt_at = input.next_at, updated_at = now()
+                 FROM input WHERE deliveries.id = input.delivery_id
+                 RETURNING deliveries.id, deliveries.attempt_count, deliveries.webhook_id,
+                           input.status AS new_status, input.attempted_at
+             ), agg AS (
+                 SELECT webhook_id,
+                        count(*) FILTER (WHERE new_status = 'success') AS ok,
+                        count(*) FILTER (WHERE new_status = 'failed') AS failed,
+                        count(*) FILTER (WHERE new_status <> 'success') AS failed_attempts,
+                        min(attempted_at) FILTER (WHERE new_status <> 'success') AS first_failure,
+                        max(attempted_at) AS last_at
+                 FROM d GROUP BY webhook_id
              ), w AS (
-                 UPDATE webhooks SET last_triggered_at = $5,
-                     delivery_success_count = delivery_success_count + $10,
-                     delivery_failure_count = delivery_failure_count + $11,
-                     failing_since = CASE WHEN $12 THEN NULL ELSE coalesce(failing_since, $5) END,
-                     consecutive_failures = CASE WHEN $12 THEN 0 ELSE consecutive_failures + 1 END
-                 FROM d WHERE webhooks.id = d.webhook_id
-                 RETURNING failing_since, consecutive_failures
+                 UPDATE webhooks SET
+                     last_triggered_at = greatest(webhooks.last_triggered_at, agg.last_at),
+                     delivery_success_count = delivery_success_count + agg.ok,
+                     delivery_failure_count = delivery_failure_count + agg.failed,
+                     failing_since = CASE WHEN agg.ok > 0 THEN NULL
+                                          ELSE coalesce(failing_since, agg.first_failure) END,
+                     consecutive_failures = CASE WHEN agg.ok > 0 THEN 0
+                                                 ELSE consecutive_failures + agg.failed_attempts END
+                 FROM agg WHERE webhooks.id = agg.webhook_id
+                 RETURNING webhooks.id, webhooks.failing_since, webhooks.consecutive_failures
              ), a AS (
                  INSERT INTO delivery_attempts
                      (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)
-                 SELECT $4, $1, d.attempt_count, $5, $6, $7, $8, $9 FROM d
+                 SELECT input.attempt_id, d.id, d.attempt_count, input.attempted_at, input.duration_ms,
+                        input.status_code, input.body, input.error
+                 FROM d JOIN input ON input.delivery_id = d.id
              )
-             SELECT d.attempt_count, w.failing_since, coalesce(w.consecutive_failures, 0)
-             FROM d LEFT JOIN w ON true",
+             SELECT d.id, d.attempt_count, w.failing_since, coalesce(w.consecutive_failures, 0)
+             FROM d LEFT JOIN w ON w.id = d.webhook_id",
         )
         .await?;
-    let row = client
-        .query_opt(
+    let rows = client
+        .query(
             &stmt,
             &[
-                &a.delivery_id,
-                &a.new_status.as_str(),
-                &a.next_attempt_at,
-                &Uuid::now_v7(),
-                &a.attempted_at,
-                &a.duration_ms,
-                &a.status_code,
-                &a.response_body,
-                &a.error,
-                &succeeded,
-                &failed,
-                &attempt_ok,
+                &delivery_ids,
+                &statuses,
+                &next,
+                &attempt_ids,
+                &at,
+                &durations,
+                &codes,
+                &bodies,
+                &errors,
             ],
         )
         .await?;
-    Ok(row.map(|r| Recorded {
-        attempt: r.get(0),
-        failing_since: r.get(1),
-        consecutive_failures: r.get(2),
-    }))
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Recorded {
+                    attempt: r.get(1),
+                    failing_since: r.get(2),
+                    consecutive_failures: r.get(3),
+                },
+            )
+        })
+        .collect())
 }
 
 /// Ends a delivery without sending it (its webhook is disabled).

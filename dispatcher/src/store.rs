@@ -1,0 +1,288 @@
+//! Storing events in batches. Each message's task hands its checked event
+//! to one store task and waits; the store task takes whatever has gathered
+//! (up to [`MAX_BATCH`]), writes every event and delivery row in one
+//! transaction, publishes every delivery message (pipelined) and waits for
+//! the broker's confirms, and only then answers each task, which acks its
+//! message. At high rates one commit serves many events; at low rates an
+//! event is stored at once, alone, with no added wait.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures_util::future::try_join_all;
+use herald_shared::amqp::{AmqpError, Topology, json_properties, publish_confirmed};
+use herald_shared::db::DbError;
+use herald_shared::db::deliveries::{self, NewDelivery, NewEvent};
+use herald_shared::metrics::Metrics;
+use herald_shared::models::{DeliveryMessage, Severity};
+use lapin::Channel;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Events stored in one transaction at most.
+pub const MAX_BATCH: usize = 128;
+
+/// An event checked and matched, ready to be stored.
+#[derive(Debug)]
+pub struct Job {
+    pub tenant_id: Uuid,
+    pub id: String,
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub severity: Option<Severity>,
+    pub source: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// The webhooks it goes to.
+    pub webhooks: Vec<Uuid>,
+    /// The broker delivered its message before (a crash may have left its
+    /// deliveries unpublished).
+    pub redelivered: bool,
+    /// The channel to publish its deliveries on (the consumer session's).
+    pub publisher: Channel,
+}
+
+/// Why a job was not done.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The event's content cannot be stored (a data or constraint error):
+    /// it would fail the same way every time.
+    Invalid(String),
+    /// The database or the broker failed: try again later.
+    Transient(String),
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match &e {
+            // SQLSTATE classes 22 (data) and 23 (constraints) come from the
+            // content, not from the moment.
+            DbError::Query(q)
+                if q.code()
+                    .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
+            {
+                Self::Invalid(format!("the event cannot be stored: {e}"))
+            }
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+impl From<AmqpError> for StoreError {
+    fn from(e: AmqpError) -> Self {
+        Self::Transient(e.to_string())
+    }
+}
+
+type Reply = oneshot::Sender<Result<usize, StoreError>>;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: mpsc::Sender<(Job, Reply)>,
+}
+
+impl Store {
+    /// Starts the store task; it ends when every `Store` is dropped.
+    #[must_use]
+    pub fn spawn(pool: Pool, topology: Topology, metrics: Metrics) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(pool, topology, metrics, rx));
+        Self { tx }
+    }
+
+    /// Stores the event and its deliveries and publishes them; answers how
+    /// many deliveries it created (none for a repeat).
+    ///
+    /// # Errors
+    /// See [`StoreError`].
+    pub async fn submit(&self, job: Job) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((job, reply))
+            .await
+            .map_err(|_| StoreError::Transient("the store has stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Transient("the store has stopped".to_owned()))?
+    }
+}
+
+async fn run(
+    pool: Pool,
+    topology: Topology,
+    metrics: Metrics,
+    mut rx: mpsc::Receiver<(Job, Reply)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+        match store(&pool, &topology, &jobs).await {
+            Ok(created) => {
+                metrics
+                    .deliveries_created
+                    .inc_by(created.iter().sum::<usize>() as u64);
+                for (reply, n) in replies.into_iter().zip(created) {
+                    let _ = reply.send(Ok(n));
+                }
+            }
+            // One bad event must not sink the others: store them one by one
+            // so that only the bad one is refused.
+            Err(StoreError::Invalid(_)) if jobs.len() > 1 => {
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    let result = store(&pool, &topology, std::slice::from_ref(&job)).await;
+                    if let Ok(created) = &result {
+                        metrics
+                            .deliveries_created
+                            .inc_by(created.iter().sum::<usize>() as u64);
+                    }
+                    let _ = reply.send(result.map(|c| c.first().copied().unwrap_or(0)));
+                }
+            }
+            Err(e) => {
+                let (invalid, text) = match e {
+                    StoreError::Invalid(t) => (true, t),
+                    StoreError::Transient(t) => (false, t),
+                };
+                for reply in replies {
+                    let error = if invalid {
+                        StoreError::Invalid(text.clone())
+                    } else {
+                        StoreError::Transient(text.clone())
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// One batch: rows in one transaction, then every delivery message,
+/// confirmed. Answers how many deliveries each job created.
+async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usize>, StoreError> {
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let events: Vec<NewEvent<'_>> = jobs
+        .iter()
+        .map(|j| NewEvent {
+            tenant_id: j.tenant_id,
+            id: &j.id,
+            event_type: &j.event_type,
+            data: &j.data,
+            severity: j.severity,
+            source: j.source.as_deref(),
+            occurred_at: j.occurred_at,
+            received_at: j.received_at,
+        })
+        .collect();
+    let stored = deliveries::insert_events(&tx, &events).await?;
+    // The job that stored each event (the first with its key: a repeat in
+    // the same batch stores nothing).
+    let mut owner: HashMap<(Uuid, &str), usize> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        owner.entry((j.tenant_id, j.id.as_str())).or_insert(i);
+    }
+    let storing: Vec<usize> = stored
+        .iter()
+        .filter_map(|(tenant, id)| owner.get(&(*tenant, id.as_str())).copied())
+        .collect();
+    let rows: Vec<NewDelivery<'_>> = storing
+        .iter()
+        .flat_map(|&i| {
+            let j = &jobs[i];
+            j.webhooks.iter().map(move |w| NewDelivery {
+                tenant_id: j.tenant_id,
+                event_id: &j.id,
+                webhook_id: *w,
+                event_type: &j.event_type,
+            })
+        })
+        .collect();
+    let created = deliveries::insert_deliveries(&tx, &rows).await?;
+    tx.commit().await.map_err(DbError::from)?;
+
+    let mut counts = vec![0usize; jobs.len()];
+    let mut messages = Vec::with_capacity(created.len());
+    for (delivery_id, tenant, event_id, webhook_id) in &created {
+        if let Some(&i) = owner.get(&(*tenant, event_id.as_str())) {
+            counts[i] += 1;
+            messages.push((i, message(&jobs[i], *delivery_id, *webhook_id)));
+        }
+    }
+    // Events stored before: a producer's repeat needs nothing more; a
+    // redelivery may be ours after a crash between commit and publish, so
+    // whatever was never attempted is published again.
+    for (i, j) in jobs.iter().enumerate() {
+        if j.redelivered
+            && !storing.contains(&i)
+            && let Some((stored, pending)) =
+                deliveries::unattempted_deliveries(&client, j.tenant_id, &j.id).await?
+        {
+            // The first payload stands: the messages carry the stored event.
+            for (delivery_id, webhook_id) in pending {
+                let mut m = message(j, delivery_id, webhook_id);
+                m.event_type = stored.event_type.clone();
+                m.data = stored.data.clone();
+                m.severity = stored.severity;
+                m.source = stored.source.clone();
+                m.occurred_at = stored.occurred_at;
+                m.received_at = stored.received_at;
+                messages.push((i, m));
+            }
+        }
+    }
+    drop(client);
+    publish(topology, jobs, &messages).await?;
+    Ok(counts)
+}
+
+fn message(j: &Job, delivery_id: Uuid, webhook_id: Uuid) -> DeliveryMessage {
+    DeliveryMessage {
+        delivery_id,
+        tenant_id: j.tenant_id,
+        webhook_id,
+        event_id: j.id.clone(),
+        event_type: j.event_type.clone(),
+        occurred_at: j.occurred_at,
+        received_at: j.received_at,
+        severity: j.severity,
+        source: j.source.clone(),
+        data: j.data.clone(),
+        attempt: 1,
+        due_at: None,
+        manual: false,
+    }
+}
+
+/// Publishes every message on its job's channel, pipelined, and waits for
+/// every confirm.
+async fn publish(
+    topology: &Topology,
+    jobs: &[Job],
+    messages: &[(usize, DeliveryMessage)],
+) -> Result<(), StoreError> {
+    let exchange = topology.deliveries();
+    let bodies = messages
+        .iter()
+        .map(|(i, m)| serde_json::to_vec(m).map(|b| (*i, b)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Invalid(format!("cannot encode a delivery: {e}")))?;
+    try_join_all(bodies.iter().map(|(i, body)| {
+        publish_confirmed(
+            &jobs[*i].publisher,
+            &exchange,
+            &exchange,
+            body,
+            json_properties(),
+        )
+    }))
+    .await?;
+    Ok(())
+}

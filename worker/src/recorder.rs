@@ -1,0 +1,100 @@
+//! Attempts are recorded in batches. Every delivery task hands its record
+//! to one recorder task and waits for it; the recorder writes whatever has
+//! gathered in one statement (one round trip, one commit), so at high rates
+//! one commit serves many deliveries, and at low rates a record is written
+//! at once, alone, with no added wait.
+
+use std::collections::HashSet;
+
+use deadpool_postgres::Pool;
+use herald_shared::db::DbError;
+use herald_shared::db::deliveries::{self, AttemptRecord, Recorded};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Records written in one statement at most.
+const MAX_BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<Option<Recorded>, String>>;
+
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<(AttemptRecord, Reply)>,
+}
+
+impl Recorder {
+    /// Starts the recorder task; it ends when every `Recorder` is dropped.
+    #[must_use]
+    pub fn spawn(pool: Pool) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(pool, rx));
+        Self { tx }
+    }
+
+    /// Records one attempt; answers how it was recorded (`None` when the
+    /// delivery is gone).
+    ///
+    /// # Errors
+    /// The batch could not be written; nothing of it was.
+    pub async fn record(&self, record: AttemptRecord) -> anyhow::Result<Option<Recorded>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((record, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the recorder has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the recorder has stopped"))?
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<(AttemptRecord, Reply)>) {
+    // A record that could not join a batch (its delivery was already in
+    // it) starts the next one.
+    let mut carried: Option<(AttemptRecord, Reply)> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut ids: HashSet<Uuid> = batch.iter().map(|(r, _)| r.delivery_id).collect();
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) if ids.insert(job.0.delivery_id) => batch.push(job),
+                Ok(job) => {
+                    carried = Some(job);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match write(&pool, &records).await {
+            Ok(recorded) => {
+                for (record, reply) in records.iter().zip(replies) {
+                    let found = recorded
+                        .iter()
+                        .find(|(id, _)| *id == record.delivery_id)
+                        .map(|(_, r)| *r);
+                    let _ = reply.send(Ok(found));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn write(pool: &Pool, records: &[AttemptRecord]) -> Result<Vec<(Uuid, Recorded)>, DbError> {
+    let client = pool.get().await?;
+    deliveries::record_attempts(&client, records).await
+}
