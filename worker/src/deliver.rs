@@ -39,6 +39,10 @@ fn is_operational(event_type: &str) -> bool {
     EventType::parse(event_type).is_ok_and(|t| t.is_operational())
 }
 
+/// How long a delivery waits for a place under its endpoint's in-flight
+/// bound before it is parked instead.
+const LIMITER_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
 /// Bytes read from a response body at most (enough for 1,000 characters of
@@ -211,9 +215,10 @@ impl Worker {
             return self.park(publisher, m, self.tier_for(wait)).await;
         }
         // An endpoint at its bound of deliveries in flight: this one waits
-        // in the shortest tier, not counted as an attempt, and its slot here
-        // goes to another endpoint's delivery.
-        let Some(permit) = self.limiter.try_acquire(webhook.id) else {
+        // a moment for a place (a fast endpoint frees one at once), then in
+        // the shortest tier, not counted as an attempt, so that its slot
+        // here goes to another endpoint's delivery.
+        let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
             return self.park(publisher, m, self.tier_for(Duration::ZERO)).await;
         };
         let attempted_at = Utc::now();

@@ -41,6 +41,8 @@ struct Slot {
 pub struct EndpointLimiter {
     max: usize,
     slots: Mutex<HashMap<Uuid, Slot>>,
+    /// Woken whenever a place frees, for deliveries waiting for one.
+    freed: tokio::sync::Notify,
 }
 
 /// One delivery in flight to an endpoint; the place frees when dropped.
@@ -56,7 +58,29 @@ impl EndpointLimiter {
         Arc::new(Self {
             max: max_per_endpoint.max(1),
             slots: Mutex::new(HashMap::new()),
+            freed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A place for one more delivery to `webhook`, waiting up to `patience`
+    /// for one to free: a fast endpoint frees places within milliseconds,
+    /// so its deliveries never need to be parked; a slow one's excess gives
+    /// up and is parked.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        webhook: Uuid,
+        patience: std::time::Duration,
+    ) -> Option<Permit> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let freed = self.freed.notified();
+            if let Some(permit) = self.try_acquire(webhook) {
+                return Some(permit);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.try_acquire(webhook);
+            }
+        }
     }
 
     /// A place for one more delivery to `webhook`, or `None` while the
@@ -96,14 +120,17 @@ impl EndpointLimiter {
     }
 
     fn release(&self, webhook: Uuid) {
-        let mut slots = self.lock();
-        if let Some(slot) = slots.get_mut(&webhook) {
-            slot.inflight = slot.inflight.saturating_sub(1);
-            // An idle endpoint at full speed needs no entry.
-            if slot.inflight == 0 && slot.limit == self.max {
-                slots.remove(&webhook);
+        {
+            let mut slots = self.lock();
+            if let Some(slot) = slots.get_mut(&webhook) {
+                slot.inflight = slot.inflight.saturating_sub(1);
+                // An idle endpoint at full speed needs no entry.
+                if slot.inflight == 0 && slot.limit == self.max {
+                    slots.remove(&webhook);
+                }
             }
         }
+        self.freed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Slot>> {
@@ -141,6 +168,36 @@ mod tests {
         assert!(
             limiter.try_acquire(slow).is_some(),
             "a finished delivery frees its place"
+        );
+    }
+
+    #[tokio::test]
+    async fn waits_a_little_for_a_place_to_free() {
+        let limiter = EndpointLimiter::new(1);
+        let hook = Uuid::now_v7();
+        let held = limiter.try_acquire(hook).unwrap();
+        let waiting = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                limiter
+                    .acquire(hook, std::time::Duration::from_secs(5))
+                    .await
+                    .is_some()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(held);
+        assert!(
+            waiting.await.unwrap(),
+            "the freed place went to the waiting delivery"
+        );
+        let _busy = limiter.try_acquire(hook).unwrap();
+        assert!(
+            limiter
+                .acquire(hook, std::time::Duration::from_millis(30))
+                .await
+                .is_none(),
+            "no place frees: it gives up"
         );
     }
 
