@@ -83,10 +83,18 @@ async fn record(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut a = arrivals
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    a.total += 1;
-    a.by_key.entry((id, hook)).or_default().push(now);
+    let slow = hook.starts_with("slow");
+    {
+        let mut a = arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        a.total += 1;
+        a.by_key.entry((id, hook)).or_default().push(now);
+    }
+    // Endpoints named `slow…` take a second to answer, to hold many
+    // deliveries in flight.
+    if slow {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     StatusCode::NO_CONTENT
 }

@@ -256,3 +256,48 @@ impl System {
         Ok(())
     }
 }
+
+impl Drop for System {
+    /// A run that ends early (an error, a panic) leaves no process behind.
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            if matches!(p.child.try_wait(), Ok(None)) {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+    }
+}
+
+/// CPU seconds used so far by every process whose command is `name`
+/// (`beam.smp` for RabbitMQ, `postgres` for the database and its backends).
+pub(crate) fn cpu_of(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.split_once(" (")
+                .and_then(|(_, rest)| rest.split_once(") "))
+                .is_some_and(|(comm, _)| comm == name)
+        })
+        .map(|stat| {
+            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (ticks(11) + ticks(12)) / 100.0
+        })
+        .sum()
+}
