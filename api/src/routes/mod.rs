@@ -2,6 +2,7 @@
 
 mod deliveries;
 mod events;
+mod history;
 mod tenants;
 mod webhooks;
 
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(tenants::router())
         .merge(deliveries::router())
+        .merge(history::router())
         .merge(webhooks::router())
         .merge(events::router(max_event))
         .route("/healthz", get(|| async { "ok" }))

@@ -5,6 +5,7 @@
 pub mod config_version;
 pub mod deliveries;
 pub mod heartbeats;
+pub mod history;
 pub mod tenants;
 pub mod webhooks;
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod circuit;
+mod history;
 mod isolation;
 mod pipeline;
 mod resilience;

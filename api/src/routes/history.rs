@@ -1,0 +1,185 @@
+//! Reading back events and deliveries: lists newest first with stable
+//! cursors (`{data, next_cursor}`), and single items with their deliveries
+//! or attempts.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use herald_shared::db::history::{self, Cursor, Filter};
+use herald_shared::models::{DeliveryStatus, EventId, EventType};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 250;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/{id}", get(get_delivery))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    event_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveryQuery {
+    webhook_id: Option<Uuid>,
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Checks the parameters every list shares.
+fn common(
+    event_type: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> ApiResult<(i64, Option<Cursor>)> {
+    if let Some(t) = event_type {
+        EventType::parse(t).map_err(|e| ApiError::invalid("event_type", e.0))?;
+    }
+    if let (Some(s), Some(u)) = (since, until)
+        && u <= s
+    {
+        return Err(ApiError::invalid("until", "must be after since"));
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let cursor =
+        match cursor {
+            None => None,
+            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+                ApiError::invalid("cursor", "is not a cursor from a previous page")
+            })?),
+        };
+    Ok((limit, cursor))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let (limit, cursor) = common(
+        q.event_type.as_deref(),
+        q.since,
+        q.until,
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    let filter = Filter {
+        event_type: q.event_type.as_deref(),
+        since: q.since,
+        until: q.until,
+        ..Filter::default()
+    };
+    let client = state.pool.get().await?;
+    let (data, next) =
+        history::list_events(&client, tenant, &filter, cursor.as_ref(), limit).await?;
+    Ok(axum::Json(
+        json!({ "data": data, "next_cursor": next.map(|c| c.encode()) }),
+    ))
+}
+
+/// One event with its deliveries. An event just accepted may take a moment
+/// to appear: the dispatcher stores it.
+async fn get_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let id = EventId::parse(&id).map_err(|_| ApiError::NotFound)?;
+    let client = state.pool.get().await?;
+    let event = history::get_event(&client, tenant, id.as_str())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let deliveries = history::deliveries_of_event(&client, tenant, id.as_str()).await?;
+    let mut body = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.into()))?;
+    body["deliveries"] =
+        serde_json::to_value(&deliveries).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(axum::Json(body))
+}
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let (limit, cursor) = common(
+        q.event_type.as_deref(),
+        q.since,
+        q.until,
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    if let Some(s) = &q.status
+        && DeliveryStatus::parse(s).is_none()
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "must be pending, retrying, success or failed",
+        ));
+    }
+    let filter = Filter {
+        event_type: q.event_type.as_deref(),
+        since: q.since,
+        until: q.until,
+        webhook_id: q.webhook_id,
+        status: q.status.as_deref(),
+    };
+    let client = state.pool.get().await?;
+    let (data, next) =
+        history::list_deliveries(&client, tenant, &filter, cursor.as_ref(), limit).await?;
+    Ok(axum::Json(
+        json!({ "data": data, "next_cursor": next.map(|c| c.encode()) }),
+    ))
+}
+
+/// One delivery with every attempt.
+async fn get_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    let delivery = history::get_delivery(&client, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let attempts = history::attempts(&client, id).await?;
+    let mut body = serde_json::to_value(&delivery).map_err(|e| ApiError::Internal(e.into()))?;
+    body["attempts"] = serde_json::to_value(&attempts).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(axum::Json(body))
+}
