@@ -57,6 +57,8 @@ pub struct ApiSettings {
     /// Admin calls are refused while this is unset.
     pub admin_token: Option<SecretString>,
     pub max_event_bytes: usize,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_rotation_overlap_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -85,6 +85,25 @@ impl WebhookSecret {
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
 
+    /// The `webhook-signature` value: this secret's signature, then those
+    /// of any older secrets still valid, space-separated (the Standard
+    /// Webhooks form for rotation; a receiver accepts any one).
+    #[must_use]
+    pub fn sign_v1_all(
+        &self,
+        older: &[&WebhookSecret],
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> String {
+        let mut header = self.sign_v1(id, timestamp, body);
+        for secret in older {
+            header.push(' ');
+            header.push_str(&secret.sign_v1(id, timestamp, body));
+        }
+        header
+    }
+
     /// Checks a `webhook-signature` header value (one or more
     /// space-separated `v1,<sig>`) in constant time per candidate.
     #[must_use]

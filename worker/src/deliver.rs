@@ -21,6 +21,7 @@ use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
 use herald_shared::net_guard::check_url;
 use herald_shared::operational;
 use herald_shared::retry::{self, Park, Verdict};
+use herald_shared::signing::WebhookSecret;
 use http::{HeaderName, HeaderValue, header};
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -471,6 +472,13 @@ impl Worker {
             }
         };
         let timestamp = attempted_at.timestamp();
+        // A rotated-out secret signs beside the new one until it expires.
+        let older: Vec<&WebhookSecret> = webhook
+            .previous_secret
+            .iter()
+            .filter(|(_, until)| *until > attempted_at)
+            .map(|(secret, _)| secret)
+            .collect();
         let mut headers = webhook.headers.clone();
         let fixed: [(HeaderName, String); 7] = [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -481,7 +489,9 @@ impl Worker {
             ),
             (
                 HeaderName::from_static("webhook-signature"),
-                webhook.secret.sign_v1(&m.event_id, timestamp, &body),
+                webhook
+                    .secret
+                    .sign_v1_all(&older, &m.event_id, timestamp, &body),
             ),
             (
                 self.signature_header.clone(),

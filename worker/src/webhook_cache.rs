@@ -20,6 +20,8 @@ pub struct WebhookConfig {
     pub tenant_id: Uuid,
     pub url: String,
     pub secret: WebhookSecret,
+    /// The secret before the last rotation and when it stops signing.
+    pub previous_secret: Option<(WebhookSecret, chrono::DateTime<chrono::Utc>)>,
     pub headers: HeaderMap,
     pub timeout: Duration,
     pub verify_ssl: bool,
@@ -70,6 +72,15 @@ impl WebhookCache {
         }
     }
 
+    fn open_secret(&self, sealed: &[u8]) -> Result<WebhookSecret, LoadError> {
+        let opened = self
+            .sealer
+            .open(sealed)
+            .map_err(|e| LoadError::Secret(e.to_string()))?;
+        let text = String::from_utf8(opened).map_err(|e| LoadError::Secret(e.to_string()))?;
+        WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))
+    }
+
     /// The webhook, or `None` when it no longer exists.
     ///
     /// # Errors
@@ -87,14 +98,12 @@ impl WebhookCache {
         let entry = match webhooks::get_by_id(&client, id).await? {
             None => None,
             Some(w) => {
-                let opened = self
-                    .sealer
-                    .open(&w.secret_sealed)
-                    .map_err(|e| LoadError::Secret(e.to_string()))?;
-                let text =
-                    String::from_utf8(opened).map_err(|e| LoadError::Secret(e.to_string()))?;
-                let secret =
-                    WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))?;
+                let secret = self.open_secret(&w.secret_sealed)?;
+                let previous_secret =
+                    match (&w.previous_secret_sealed, w.previous_secret_expires_at) {
+                        (Some(sealed), Some(until)) => Some((self.open_secret(sealed)?, until)),
+                        _ => None,
+                    };
                 let mut headers = HeaderMap::new();
                 for (name, value) in &w.headers {
                     // Checked by the api on the way in; skip anything that
@@ -111,6 +120,7 @@ impl WebhookCache {
                     tenant_id: w.tenant_id,
                     url: w.url,
                     secret,
+                    previous_secret,
                     headers,
                     timeout: Duration::from_secs(u64::try_from(w.timeout_seconds).unwrap_or(10)),
                     verify_ssl: w.verify_ssl,

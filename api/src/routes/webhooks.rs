@@ -30,6 +30,10 @@ pub(super) fn router() -> Router<AppState> {
             "/v1/webhooks/{id}",
             get(get_webhook).patch(patch_webhook).delete(delete_webhook),
         )
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            axum::routing::post(rotate_secret),
+        )
 }
 
 const DEFAULT_TIMEOUT: i64 = 10;
@@ -450,4 +454,49 @@ async fn delete_webhook(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateInput {
+    /// The new secret; generated when absent.
+    secret: Option<String>,
+}
+
+/// A new secret, answered once; the previous one keeps signing beside it
+/// (both in `webhook-signature`) for `api.secret_rotation_overlap_seconds`.
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateInput::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let secret = match input.secret {
+        Some(s) => WebhookSecret::parse(s.trim()).map_err(|e| ApiError::invalid("secret", e))?,
+        None => WebhookSecret::generate(),
+    };
+    let overlap = chrono::Duration::seconds(
+        i64::try_from(state.settings.api.secret_rotation_overlap_seconds)
+            .unwrap_or(i64::MAX / 1000),
+    );
+    let client = state.pool.get().await?;
+    let expires = webhooks::rotate_secret(
+        &client,
+        tenant,
+        id,
+        &state.sealer.seal(secret.expose().as_bytes()),
+        Utc::now() + overlap,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(serde_json::json!({
+        "secret": secret.expose(),
+        "previous_secret_expires_at": expires,
+    })))
 }

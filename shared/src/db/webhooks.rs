@@ -35,12 +35,15 @@ pub struct Webhook {
     pub delivery_failure_count: i64,
     /// Deliveries per second across all workers; `None`: no limit.
     pub rate_limit: Option<i32>,
+    /// The secret before the last rotation, still signing until it expires.
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
     timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
     created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
-    rate_limit";
+    rate_limit, previous_secret_sealed, previous_secret_expires_at";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -66,6 +69,8 @@ impl Webhook {
             delivery_success_count: r.get(17),
             delivery_failure_count: r.get(18),
             rate_limit: r.get(19),
+            previous_secret_sealed: r.get(20),
+            previous_secret_expires_at: r.get(21),
         }
     }
 }
@@ -293,4 +298,29 @@ pub async fn disable(client: &impl GenericClient, id: Uuid, reason: &str) -> DbR
         )
         .await?;
     Ok(n == 1)
+}
+
+/// Replaces the webhook's secret; the current one keeps signing beside it
+/// until `overlap_until`. Answers when the previous secret expires, or
+/// `None` when there is no such webhook.
+///
+/// # Errors
+/// A database error.
+pub async fn rotate_secret(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    new_sealed: &[u8],
+    overlap_until: DateTime<Utc>,
+) -> DbResult<Option<DateTime<Utc>>> {
+    let row = client
+        .query_opt(
+            "UPDATE webhooks SET previous_secret_sealed = secret_sealed,
+                 previous_secret_expires_at = $4, secret_sealed = $3, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2
+             RETURNING previous_secret_expires_at",
+            &[&id, &tenant_id, &new_sealed, &overlap_until],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }

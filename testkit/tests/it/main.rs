@@ -9,3 +9,4 @@ mod isolation;
 mod pipeline;
 mod resilience;
 mod retries;
+mod rotation;

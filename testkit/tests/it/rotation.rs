@@ -1,0 +1,123 @@
+//! Secret rotation: the new secret is answered once, and the previous one
+//! keeps signing beside it until the overlap ends.
+
+use std::time::Duration;
+
+use herald_shared::signing::WebhookSecret;
+use herald_testkit::{Received, Receiver, TestEnv, wait_until};
+use reqwest::Method;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn v1_valid(r: &Received, secret: &str) -> bool {
+    let secret = WebhookSecret::parse(secret).expect("a secret");
+    let (Some(id), Some(ts), Some(header)) = (
+        r.header("webhook-id"),
+        r.header("webhook-timestamp").and_then(|t| t.parse().ok()),
+        r.header("webhook-signature"),
+    ) else {
+        return false;
+    };
+    secret.verify_v1(id, ts, &r.body, header)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
+    let env = TestEnv::with(&[("HERALD__API__SECRET_ROTATION_OVERLAP_SECONDS", "3")]).await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    let hook = api
+        .create_webhook(&token, json!({"name": "h", "url": receiver.url("h")}))
+        .await;
+    let old = hook["secret"].as_str().unwrap().to_owned();
+    let path = format!(
+        "/v1/webhooks/{}/rotate-secret",
+        hook["id"].as_str().unwrap()
+    );
+
+    let (status, rotated) = api.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    // The secret is not shown again.
+    let (_, read) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert!(read.get("secret").is_none());
+
+    // Within the overlap: both secrets verify `webhook-signature`, and the
+    // simple scheme uses the new one.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let during = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let got = wait_until(WAIT, "the delivery during the overlap", || async {
+        receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("webhook-id") == Some(during.as_str()))
+    })
+    .await;
+    assert!(v1_valid(&got, &old), "the old secret still verifies");
+    assert!(v1_valid(&got, &new), "the new secret verifies");
+    assert!(
+        got.signatures_valid(&new),
+        "both schemes with the new secret"
+    );
+
+    // After it: only the new secret.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let got = wait_until(WAIT, "the delivery after the overlap", || async {
+        receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("webhook-id") == Some(after.as_str()))
+    })
+    .await;
+    assert!(!v1_valid(&got, &old), "the old secret no longer verifies");
+    assert!(got.signatures_valid(&new));
+    assert_eq!(
+        got.header("webhook-signature").unwrap().split(' ').count(),
+        1
+    );
+
+    // A given secret is kept; bad ones and other tenants are refused.
+    let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            Some(&token),
+            Some(&json!({"secret": given})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["secret"].as_str()),
+        (200, Some(given))
+    );
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &path,
+            Some(&token),
+            Some(&json!({"secret": "plain"})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        api.call(Method::POST, &path, Some(&other), None).await.0,
+        404
+    );
+}
