@@ -8,6 +8,7 @@ use herald_shared::config::Settings;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionWatch;
 use herald_shared::metrics::Metrics;
+use herald_shared::sender::Sender;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +58,9 @@ impl Application {
         if let Err(e) = watch.refresh(&pool).await {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
+        let sender = Sender::new(&settings.security, &settings.worker.signature_header)?;
         let state = AppState {
+            sender,
             publisher: Publisher::new(
                 settings.amqp.url.clone(),
                 &format!("{} herald-api", topology.prefix()),

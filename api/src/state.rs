@@ -8,6 +8,7 @@ use herald_shared::config::Settings;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionedCache;
 use herald_shared::metrics::Metrics;
+use herald_shared::sender::Sender;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub metrics: Metrics,
     pub tokens: TokenCache,
+    /// Sends test deliveries exactly as the worker sends any.
+    pub sender: Sender,
 }
 
 /// Token hash → tenant, so authenticating a request costs no query. The

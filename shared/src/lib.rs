@@ -16,6 +16,7 @@ pub mod net_guard;
 pub mod operational;
 pub mod process;
 pub mod retry;
+pub mod sender;
 pub mod shutdown;
 pub mod signing;
 pub mod telemetry;

@@ -1,40 +1,32 @@
 //! One delivery message, start to finish: skip it if it is already
-//! delivered, render the envelope, sign it, POST it with the webhook's
-//! timeout and headers, record the attempt and the delivery's new status,
+//! delivered, wait if its endpoint's breaker, rate limit or in-flight bound
+//! says so, send it (the [`Sender`] renders, signs and POSTs), record the
+//! attempt and the delivery's new status,
 //! and only then ack. A crash before the record leads to a redelivery and
 //! at most a duplicate POST, which receivers deduplicate by `webhook-id`.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_shared::models::EventType;
-
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
-use herald_shared::config::SecuritySettings;
 use herald_shared::consumer::{Disposition, Handler};
 use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::metrics::Metrics;
-use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
-use herald_shared::net_guard::check_url;
+use herald_shared::models::{DeliveryMessage, DeliveryStatus, EventType};
 use herald_shared::operational;
 use herald_shared::retry::{self, Park, Verdict};
-use herald_shared::signing::WebhookSecret;
-use http::{HeaderName, HeaderValue, header};
+use herald_shared::sender::{Attempt, Sender};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
-use serde::Serialize;
-use serde_json::value::RawValue;
-use uuid::Uuid;
 
 use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
 use crate::rate::RateLimiter;
 use crate::recorder::Recorder;
-use crate::webhook_cache::{WebhookCache, WebhookConfig};
+use crate::webhook_cache::WebhookCache;
 
 fn is_operational(event_type: &str) -> bool {
     EventType::parse(event_type).is_ok_and(|t| t.is_operational())
@@ -44,23 +36,13 @@ fn is_operational(event_type: &str) -> bool {
 /// bound before it is parked instead.
 const LIMITER_PATIENCE: Duration = Duration::from_millis(100);
 
-/// Characters of a response body kept with an attempt.
-const RESPONSE_CHARS: usize = 1000;
-/// Bytes read from a response body at most (enough for 1,000 characters of
-/// UTF-8); the rest is not read.
-const RESPONSE_BYTES: usize = 4 * RESPONSE_CHARS;
-
 #[derive(Debug)]
 pub struct Worker {
     pub pool: deadpool_postgres::Pool,
     pub cache: WebhookCache,
     pub metrics: Metrics,
-    pub security: SecuritySettings,
-    /// Name of the `sha256=<hex>` header.
-    pub signature_header: HeaderName,
-    /// The delivery client, and the one for webhooks with `verify_ssl` off.
-    pub client: reqwest::Client,
-    pub insecure_client: reqwest::Client,
+    /// Renders, signs and sends each attempt.
+    pub sender: Sender,
     pub topology: Topology,
     /// No retry waits longer than this.
     pub max_retry_delay: Duration,
@@ -75,39 +57,6 @@ pub struct Worker {
     /// A webhook whose every attempt failed for this long, and at least
     /// this many times, is disabled.
     pub disable_after: (Duration, u32),
-}
-
-/// The JSON body a receiver gets.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    timestamp: DateTime<Utc>,
-    tenant_id: Uuid,
-    webhook_id: Uuid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<Severity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-    data: &'a RawValue,
-}
-
-/// What one HTTP attempt came to.
-#[derive(Debug, Default)]
-struct Attempt {
-    status_code: Option<u16>,
-    body: Option<String>,
-    error: Option<String>,
-    duration: Duration,
-    /// For the attempts counter: `success`, `http_error`, `timeout`,
-    /// `network_error` or `blocked`.
-    outcome: &'static str,
-    /// The endpoint's `Retry-After`, if it sent one.
-    retry_after: Option<Duration>,
-    /// Not sent at all (a refused target, an unrenderable body): no retry
-    /// would go differently.
-    blocked: bool,
 }
 
 impl Handler for Worker {
@@ -225,7 +174,10 @@ impl Worker {
         let attempted_at = Utc::now();
         let attempt_number = state.attempt_count + 1;
         self.metrics.inflight_deliveries.inc();
-        let attempt = self.post(m, &webhook, attempted_at, attempt_number).await;
+        let attempt = self
+            .sender
+            .send(m, &webhook, attempted_at, attempt_number)
+            .await;
         self.metrics.inflight_deliveries.dec();
         let signal = if attempt.outcome == "timeout" {
             Signal::Overloaded
@@ -432,170 +384,4 @@ impl Worker {
         .await?;
         Ok(())
     }
-
-    /// Renders, signs and sends one request.
-    async fn post(
-        &self,
-        m: &DeliveryMessage,
-        webhook: &WebhookConfig,
-        attempted_at: DateTime<Utc>,
-        attempt_number: i32,
-    ) -> Attempt {
-        // Checked again here: the settings may have tightened since the
-        // webhook was saved. Host names are checked as they resolve.
-        if let Err(e) = check_url(&webhook.url, &self.security) {
-            return Attempt {
-                error: Some(format!("blocked: the URL {e}")),
-                outcome: "blocked",
-                blocked: true,
-                ..Attempt::default()
-            };
-        }
-        let body = match serde_json::to_vec(&Envelope {
-            id: &m.event_id,
-            event_type: &m.event_type,
-            timestamp: m.occurred_at,
-            tenant_id: m.tenant_id,
-            webhook_id: m.webhook_id,
-            severity: m.severity,
-            source: m.source.as_deref(),
-            data: &m.data,
-        }) {
-            Ok(b) => b,
-            Err(e) => {
-                return Attempt {
-                    error: Some(format!("cannot render the body: {e}")),
-                    outcome: "blocked",
-                    blocked: true,
-                    ..Attempt::default()
-                };
-            }
-        };
-        let timestamp = attempted_at.timestamp();
-        // A rotated-out secret signs beside the new one until it expires.
-        let older: Vec<&WebhookSecret> = webhook
-            .previous_secret
-            .iter()
-            .filter(|(_, until)| *until > attempted_at)
-            .map(|(secret, _)| secret)
-            .collect();
-        let mut headers = webhook.headers.clone();
-        let fixed: [(HeaderName, String); 7] = [
-            (header::CONTENT_TYPE, "application/json".to_owned()),
-            (HeaderName::from_static("webhook-id"), m.event_id.clone()),
-            (
-                HeaderName::from_static("webhook-timestamp"),
-                timestamp.to_string(),
-            ),
-            (
-                HeaderName::from_static("webhook-signature"),
-                webhook
-                    .secret
-                    .sign_v1_all(&older, &m.event_id, timestamp, &body),
-            ),
-            (
-                self.signature_header.clone(),
-                webhook.secret.sign_sha256_hex(&body),
-            ),
-            (
-                HeaderName::from_static("x-herald-event"),
-                m.event_type.clone(),
-            ),
-            (
-                HeaderName::from_static("x-herald-delivery"),
-                m.delivery_id.to_string(),
-            ),
-        ];
-        for (name, value) in fixed {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        }
-        headers.insert(
-            HeaderName::from_static("x-herald-attempt"),
-            HeaderValue::from(attempt_number),
-        );
-
-        let client = if webhook.verify_ssl {
-            &self.client
-        } else {
-            &self.insecure_client
-        };
-        let started = Instant::now();
-        let sent = client
-            .post(&webhook.url)
-            .headers(headers)
-            .timeout(webhook.timeout)
-            .body(body)
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                return Attempt {
-                    error: Some(describe(&e, webhook.timeout)),
-                    outcome: if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "network_error"
-                    },
-                    duration: started.elapsed(),
-                    ..Attempt::default()
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, Utc::now()));
-        let mut bytes = Vec::new();
-        let mut error = None;
-        while bytes.len() < RESPONSE_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(describe(&e, webhook.timeout));
-                    break;
-                }
-            }
-        }
-        let duration = started.elapsed();
-        let text: String = String::from_utf8_lossy(&bytes)
-            .chars()
-            .take(RESPONSE_CHARS)
-            .collect();
-        let success = (200..300).contains(&status);
-        Attempt {
-            status_code: Some(status),
-            body: Some(text),
-            error: error.or_else(|| (!success).then(|| format!("the endpoint answered {status}"))),
-            duration,
-            outcome: if success { "success" } else { "http_error" },
-            retry_after,
-            blocked: false,
-        }
-    }
-}
-
-/// A transport error with its causes, e.g. "connection error: tcp connect
-/// error: Connection refused (os error 111)".
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {}s", timeout.as_secs());
-    }
-    let mut text = if e.is_connect() {
-        "connection error".to_owned()
-    } else {
-        "request error".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -3,13 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use herald_shared::config::Settings;
 use herald_shared::consumer::{self, ConsumerConfig};
 use herald_shared::crypto::Sealer;
-use herald_shared::net_guard::delivery_client;
 use herald_shared::process::Base;
-use http::HeaderName;
+use herald_shared::sender::Sender;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +30,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
-    let signature_header = HeaderName::from_bytes(settings.worker.signature_header.as_bytes())
-        .context("worker.signature_header is not a valid header name")?;
+    let sender = Sender::new(&settings.security, &settings.worker.signature_header)?;
     let base = Base::start(&settings, settings.worker.listen, listener, &shutdown).await?;
     let rate = Arc::new(RateLimiter::new());
     let heartbeat = tokio::spawn({
@@ -48,11 +45,7 @@ pub async fn run(
         cache: WebhookCache::new(base.pool.clone(), sealer, base.watch.clone()),
         pool: base.pool.clone(),
         metrics: base.metrics.clone(),
-        client: delivery_client(&settings.security, true).context("building the HTTP client")?,
-        insecure_client: delivery_client(&settings.security, !settings.security.allow_insecure_tls)
-            .context("building the HTTP client")?,
-        security: settings.security.clone(),
-        signature_header,
+        sender,
         topology: base.topology.clone(),
         max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
         limiter: EndpointLimiter::new(usize::from(settings.worker.max_inflight_per_webhook)),

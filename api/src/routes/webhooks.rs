@@ -34,6 +34,7 @@ pub(super) fn router() -> Router<AppState> {
             "/v1/webhooks/{id}/rotate-secret",
             axum::routing::post(rotate_secret),
         )
+        .route("/v1/webhooks/{id}/test", axum::routing::post(test_webhook))
 }
 
 const DEFAULT_TIMEOUT: i64 = 10;
@@ -498,5 +499,107 @@ async fn rotate_secret(
     Ok(axum::Json(serde_json::json!({
         "secret": secret.expose(),
         "previous_secret_expires_at": expires,
+    })))
+}
+
+/// Delivers a `webhook.test` event now, through the same rendering, signing
+/// and HTTP code as every delivery, and answers how it went. The event and
+/// its delivery are recorded like any other (not retried).
+async fn test_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    use herald_shared::db::deliveries::{self, AttemptRecord, NewDelivery, NewEvent};
+    use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
+    use herald_shared::sender::WebhookConfig;
+
+    let tenant = caller.tenant()?;
+    let mut client = state.pool.get().await?;
+    let webhook = webhooks::get(&client, tenant, id, false)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let config =
+        WebhookConfig::open(webhook, &state.sealer).map_err(|e| ApiError::Internal(e.into()))?;
+    let now = Utc::now();
+    let event_id = format!("test_{}", Uuid::now_v7().simple());
+    let data = serde_json::value::to_raw_value(&serde_json::json!({
+        "message": "A test event from Herald",
+        "webhook_id": id,
+    }))
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    deliveries::insert_events(
+        &tx,
+        &[NewEvent {
+            tenant_id: tenant,
+            id: &event_id,
+            event_type: "webhook.test",
+            data: &data,
+            severity: Some(Severity::Info),
+            source: Some("herald"),
+            occurred_at: now,
+            received_at: now,
+        }],
+    )
+    .await?;
+    let created = deliveries::insert_deliveries(
+        &tx,
+        &[NewDelivery {
+            tenant_id: tenant,
+            event_id: &event_id,
+            webhook_id: id,
+            event_type: "webhook.test",
+        }],
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    let delivery_id = created
+        .first()
+        .map(|c| c.0)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the test delivery was not created")))?;
+    let message = DeliveryMessage {
+        delivery_id,
+        tenant_id: tenant,
+        webhook_id: id,
+        event_id: event_id.clone(),
+        event_type: "webhook.test".to_owned(),
+        occurred_at: now,
+        received_at: now,
+        severity: Some(Severity::Info),
+        source: Some("herald".to_owned()),
+        data,
+        attempt: 1,
+        due_at: None,
+        manual: true,
+    };
+    let attempt = state.sender.send(&message, &config, now, 1).await;
+    let success = attempt.status_code.is_some_and(|s| (200..300).contains(&s));
+    deliveries::record_attempts(
+        &client,
+        &[AttemptRecord {
+            delivery_id,
+            attempted_at: now,
+            duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
+            status_code: attempt.status_code.map(i32::from),
+            response_body: attempt.body.clone(),
+            error: attempt.error.clone(),
+            new_status: if success {
+                DeliveryStatus::Success
+            } else {
+                DeliveryStatus::Failed
+            },
+            next_attempt_at: None,
+        }],
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({
+        "success": success,
+        "status_code": attempt.status_code,
+        "response": attempt.body,
+        "error": attempt.error,
+        "duration_ms": attempt.duration.as_millis(),
+        "event_id": event_id,
+        "delivery_id": delivery_id,
     })))
 }

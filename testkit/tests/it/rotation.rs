@@ -121,3 +121,55 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_delivery_goes_out_signed_now_and_is_recorded() {
+    let env = TestEnv::new().await;
+    // The api alone: the test call does not go through the queues.
+    let api = env.start_api().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "h", "url": receiver.url("h"), "event_types": ["order.*"]}),
+        )
+        .await;
+    let secret = hook["secret"].as_str().unwrap();
+    let path = format!("/v1/webhooks/{}/test", hook["id"].as_str().unwrap());
+
+    let (status, result) = api.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["success"], true);
+    assert_eq!(result["status_code"], 200);
+    assert!(result["duration_ms"].as_u64().is_some());
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1, "sent at once, synchronously");
+    assert!(got[0].signatures_valid(secret));
+    assert_eq!(got[0].json()["type"], "webhook.test");
+    assert_eq!(got[0].json()["data"]["webhook_id"], hook["id"]);
+
+    // Recorded like any delivery.
+    let delivery = result["delivery_id"].as_str().unwrap();
+    let (_, recorded) = api
+        .call(
+            Method::GET,
+            &format!("/v1/deliveries/{delivery}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(recorded["status"], "success");
+    assert_eq!(recorded["attempts"][0]["status_code"], 200);
+
+    // A failing endpoint is reported, not retried.
+    receiver.respond_with(500);
+    let (_, result) = api.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(result["success"], false);
+    assert_eq!(result["status_code"], 500);
+    assert_eq!(
+        api.call(Method::POST, &path, Some(&other), None).await.0,
+        404
+    );
+}

@@ -1,0 +1,342 @@
+//! Sending one delivery: the envelope rendered, signed with both schemes,
+//! POSTed with the webhook's headers and timeout through the guarded
+//! client, and the answer read (at most the first 1,000 characters). The
+//! worker sends every delivery through it, and the api's test call too, so
+//! a test request is exactly what a receiver will get.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::config::SecuritySettings;
+use crate::crypto::Sealer;
+use crate::db::webhooks::Webhook;
+use crate::models::{DeliveryMessage, Severity};
+use crate::net_guard::{check_url, delivery_client};
+use crate::retry;
+use crate::signing::WebhookSecret;
+
+/// Characters of a response body kept with an attempt.
+const RESPONSE_CHARS: usize = 1000;
+/// Bytes read from a response body at most (enough for 1,000 characters of
+/// UTF-8); the rest is not read.
+const RESPONSE_BYTES: usize = 4 * RESPONSE_CHARS;
+
+/// What one delivery attempt needs to know about its webhook.
+#[derive(Debug)]
+pub struct WebhookConfig {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub url: String,
+    pub secret: WebhookSecret,
+    /// The secret before the last rotation and when it stops signing.
+    pub previous_secret: Option<(WebhookSecret, chrono::DateTime<chrono::Utc>)>,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+    pub verify_ssl: bool,
+    pub is_active: bool,
+    pub retry_attempts: u32,
+    pub retry_backoff: Duration,
+    /// Deliveries per second across all workers.
+    pub rate_limit: Option<u32>,
+}
+
+impl WebhookConfig {
+    #[must_use]
+    pub fn retry_policy(&self, max_delay: Duration) -> crate::retry::Policy {
+        crate::retry::Policy {
+            retry_attempts: self.retry_attempts,
+            first_delay: self.retry_backoff,
+            max_delay,
+        }
+    }
+}
+
+/// Why a webhook could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("the webhook's secret cannot be opened: {0}")]
+    Secret(String),
+}
+
+impl WebhookConfig {
+    /// Opens a stored webhook's secrets and headers.
+    ///
+    /// # Errors
+    /// A secret sealed under another key, or damaged.
+    pub fn open(w: Webhook, sealer: &Sealer) -> Result<Self, LoadError> {
+        let open_secret = |sealed: &[u8]| -> Result<WebhookSecret, LoadError> {
+            let opened = sealer
+                .open(sealed)
+                .map_err(|e| LoadError::Secret(e.to_string()))?;
+            let text = String::from_utf8(opened).map_err(|e| LoadError::Secret(e.to_string()))?;
+            WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))
+        };
+        let secret = open_secret(&w.secret_sealed)?;
+        let previous_secret = match (&w.previous_secret_sealed, w.previous_secret_expires_at) {
+            (Some(sealed), Some(until)) => Some((open_secret(sealed)?, until)),
+            _ => None,
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &w.headers {
+            // Checked by the api on the way in; skip anything that no
+            // longer parses rather than fail the delivery.
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        Ok(Self {
+            id: w.id,
+            tenant_id: w.tenant_id,
+            url: w.url,
+            secret,
+            previous_secret,
+            headers,
+            timeout: Duration::from_secs(u64::try_from(w.timeout_seconds).unwrap_or(10)),
+            verify_ssl: w.verify_ssl,
+            is_active: w.is_active,
+            retry_attempts: u32::try_from(w.retry_attempts).unwrap_or(0),
+            rate_limit: w.rate_limit.and_then(|r| u32::try_from(r).ok()),
+            retry_backoff: Duration::from_secs(
+                u64::try_from(w.retry_backoff_seconds).unwrap_or(60),
+            ),
+        })
+    }
+}
+
+/// The JSON body a receiver gets.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    timestamp: DateTime<Utc>,
+    tenant_id: Uuid,
+    webhook_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    data: &'a RawValue,
+}
+
+/// What one HTTP attempt came to.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    pub status_code: Option<u16>,
+    pub body: Option<String>,
+    pub error: Option<String>,
+    pub duration: Duration,
+    /// For the attempts counter: `success`, `http_error`, `timeout`,
+    /// `network_error` or `blocked`.
+    pub outcome: &'static str,
+    /// The endpoint's `Retry-After`, if it sent one.
+    pub retry_after: Option<Duration>,
+    /// Not sent at all (a refused target, an unrenderable body): no retry
+    /// would go differently.
+    pub blocked: bool,
+}
+
+/// The guarded HTTP clients and the signing settings.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    security: SecuritySettings,
+    /// Name of the `sha256=<hex>` header.
+    signature_header: HeaderName,
+    /// The delivery client, and the one for webhooks with `verify_ssl` off.
+    client: reqwest::Client,
+    insecure_client: reqwest::Client,
+}
+
+impl Sender {
+    /// # Errors
+    /// A bad signature header name, or a TLS backend that cannot start.
+    pub fn new(security: &SecuritySettings, signature_header: &str) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Ok(Self {
+            signature_header: HeaderName::from_bytes(signature_header.as_bytes())
+                .context("worker.signature_header is not a valid header name")?,
+            client: delivery_client(security, true).context("building the HTTP client")?,
+            insecure_client: delivery_client(security, !security.allow_insecure_tls)
+                .context("building the HTTP client")?,
+            security: security.clone(),
+        })
+    }
+
+    /// Renders, signs and sends one request; never fails, the attempt
+    /// says how it went.
+    pub async fn send(
+        &self,
+        m: &DeliveryMessage,
+        webhook: &WebhookConfig,
+        attempted_at: DateTime<Utc>,
+        attempt_number: i32,
+    ) -> Attempt {
+        // Checked again here: the settings may have tightened since the
+        // webhook was saved. Host names are checked as they resolve.
+        if let Err(e) = check_url(&webhook.url, &self.security) {
+            return Attempt {
+                error: Some(format!("blocked: the URL {e}")),
+                outcome: "blocked",
+                blocked: true,
+                ..Attempt::default()
+            };
+        }
+        let body = match serde_json::to_vec(&Envelope {
+            id: &m.event_id,
+            event_type: &m.event_type,
+            timestamp: m.occurred_at,
+            tenant_id: m.tenant_id,
+            webhook_id: m.webhook_id,
+            severity: m.severity,
+            source: m.source.as_deref(),
+            data: &m.data,
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt {
+                    error: Some(format!("cannot render the body: {e}")),
+                    outcome: "blocked",
+                    blocked: true,
+                    ..Attempt::default()
+                };
+            }
+        };
+        let timestamp = attempted_at.timestamp();
+        // A rotated-out secret signs beside the new one until it expires.
+        let older: Vec<&WebhookSecret> = webhook
+            .previous_secret
+            .iter()
+            .filter(|(_, until)| *until > attempted_at)
+            .map(|(secret, _)| secret)
+            .collect();
+        let mut headers = webhook.headers.clone();
+        let fixed: [(HeaderName, String); 7] = [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (HeaderName::from_static("webhook-id"), m.event_id.clone()),
+            (
+                HeaderName::from_static("webhook-timestamp"),
+                timestamp.to_string(),
+            ),
+            (
+                HeaderName::from_static("webhook-signature"),
+                webhook
+                    .secret
+                    .sign_v1_all(&older, &m.event_id, timestamp, &body),
+            ),
+            (
+                self.signature_header.clone(),
+                webhook.secret.sign_sha256_hex(&body),
+            ),
+            (
+                HeaderName::from_static("x-herald-event"),
+                m.event_type.clone(),
+            ),
+            (
+                HeaderName::from_static("x-herald-delivery"),
+                m.delivery_id.to_string(),
+            ),
+        ];
+        for (name, value) in fixed {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+        headers.insert(
+            HeaderName::from_static("x-herald-attempt"),
+            HeaderValue::from(attempt_number),
+        );
+
+        let client = if webhook.verify_ssl {
+            &self.client
+        } else {
+            &self.insecure_client
+        };
+        let started = Instant::now();
+        let sent = client
+            .post(&webhook.url)
+            .headers(headers)
+            .timeout(webhook.timeout)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt {
+                    error: Some(describe(&e, webhook.timeout)),
+                    outcome: if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "network_error"
+                    },
+                    duration: started.elapsed(),
+                    ..Attempt::default()
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, Utc::now()));
+        let mut bytes = Vec::new();
+        let mut error = None;
+        while bytes.len() < RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(describe(&e, webhook.timeout));
+                    break;
+                }
+            }
+        }
+        let duration = started.elapsed();
+        let text: String = String::from_utf8_lossy(&bytes)
+            .chars()
+            .take(RESPONSE_CHARS)
+            .collect();
+        let success = (200..300).contains(&status);
+        Attempt {
+            status_code: Some(status),
+            body: Some(text),
+            error: error.or_else(|| (!success).then(|| format!("the endpoint answered {status}"))),
+            duration,
+            outcome: if success { "success" } else { "http_error" },
+            retry_after,
+            blocked: false,
+        }
+    }
+}
+
+/// A transport error with its causes, e.g. "connection error: tcp connect
+/// error: Connection refused (os error 111)".
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}s", timeout.as_secs());
+    }
+    let mut text = if e.is_connect() {
+        "connection error".to_owned()
+    } else {
+        "request error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
