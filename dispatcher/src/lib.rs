@@ -4,6 +4,7 @@
 //! each for the workers.
 
 pub mod dispatch;
+pub mod pruner;
 pub mod run;
 pub mod store;
 pub mod subscription_cache;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
+use crate::pruner::Pruner;
 use crate::store::Store;
 use crate::subscription_cache::SubscriptionCache;
 use crate::sweeper::Sweeper;
@@ -55,6 +56,12 @@ pub async fn run(
         interval: Duration::from_secs(settings.dispatcher.sweep_interval_seconds),
     };
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
+    let pruner = Pruner {
+        pool: base.pool.clone(),
+        max_age: Duration::from_secs(settings.retention.max_age_days.saturating_mul(86_400)),
+        interval: Duration::from_secs(settings.retention.prune_interval_seconds),
+    };
+    let pruning = tokio::spawn(pruner.run(shutdown.clone()));
     consumer::run(
         &settings.amqp,
         &base.topology,
@@ -65,6 +72,7 @@ pub async fn run(
     )
     .await;
     let _ = sweeping.await;
+    let _ = pruning.await;
     base.finish().await;
     tracing::info!("dispatcher stopped");
     Ok(())

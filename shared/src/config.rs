@@ -27,7 +27,16 @@ pub struct Settings {
     pub dispatcher: DispatcherSettings,
     pub worker: WorkerSettings,
     pub security: SecuritySettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Events, deliveries and attempts older than this are deleted.
+    pub max_age_days: u64,
+    /// How often the dispatchers prune.
+    pub prune_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +174,9 @@ impl Settings {
             bail!("amqp.prefix must be non-empty ASCII letters, digits, '_', '-' or '.'");
         }
         self.amqp.retry_tiers().context("amqp.retry_tiers")?;
+        if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds == 0 {
+            bail!("retention.max_age_days and retention.prune_interval_seconds must be at least 1");
+        }
         if self.dispatcher.sweep_interval_seconds == 0 {
             bail!("dispatcher.sweep_interval_seconds must be at least 1");
         }

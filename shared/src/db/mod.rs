@@ -6,6 +6,7 @@ pub mod config_version;
 pub mod deliveries;
 pub mod heartbeats;
 pub mod history;
+pub mod retention;
 pub mod tenants;
 pub mod webhooks;
 

@@ -232,3 +232,54 @@ async fn details_carry_attempts_and_deliveries_and_stay_within_the_tenant() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_past_retention_is_pruned_and_the_rest_stays() {
+    let env = TestEnv::with(&[
+        ("HERALD__RETENTION__MAX_AGE_DAYS", "30"),
+        ("HERALD__RETENTION__PRUNE_INTERVAL_SECONDS", "1"),
+    ])
+    .await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (tenant, token) = api.create_tenant("acme").await;
+    api.create_webhook(&token, json!({"name": "h", "url": receiver.url("h")}))
+        .await;
+    let recent = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    wait_until(WAIT, "the recent delivery", || async {
+        (env.count("SELECT count(*) FROM delivery_attempts").await == 1).then_some(())
+    })
+    .await;
+
+    // 2,500 events from 40 days ago, each with a delivery and an attempt:
+    // more than one batch.
+    let tenant: uuid::Uuid = tenant.parse().unwrap();
+    env.db()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
+             SELECT '{tenant}', 'old-' || g, 'a.b', '{{}}', now() - interval '40 days', now() - interval '40 days'
+             FROM generate_series(1, 2500) g;
+             INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type, status, attempt_count, created_at)
+             SELECT gen_random_uuid(), '{tenant}', 'old-' || g, (SELECT id FROM webhooks), 'a.b', 'success', 1,
+                    now() - interval '40 days'
+             FROM generate_series(1, 2500) g;
+             INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, status_code)
+             SELECT gen_random_uuid(), id, 1, now() - interval '40 days', 1, 200
+             FROM deliveries WHERE event_id LIKE 'old-%';"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 2501);
+
+    wait_until(WAIT, "the old history pruned", || async {
+        (env.count("SELECT count(*) FROM events").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(env.count("SELECT count(*) FROM deliveries").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 1);
+    let kept = page(&api, &token, &format!("/v1/events/{recent}")).await;
+    assert_eq!(kept["deliveries"].as_array().unwrap().len(), 1);
+}
