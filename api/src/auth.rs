@@ -64,6 +64,7 @@ impl FromRequestParts<AppState> for Caller {
         }
 
         let hash = tenants::hash_token(token);
+        state.token_use.saw(&hash);
         let version = match state.tokens.lookup(&hash) {
             Ok(tenant) => return Ok(Self::Tenant(tenant)),
             Err(version) => version,

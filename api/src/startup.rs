@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::routes;
-use crate::state::{AppState, TOKEN_CACHE_ENTRIES, TokenCache};
+use crate::state::{AppState, TOKEN_CACHE_ENTRIES, TokenCache, TokenUse};
 
 /// A bound, ready-to-run api.
 #[derive(Debug)]
@@ -61,6 +61,7 @@ impl Application {
         let sender = Sender::new(&settings.security, &settings.worker.signature_header)?;
         let state = AppState {
             sender,
+            token_use: TokenUse::default(),
             publisher: Publisher::new(
                 settings.amqp.url.clone(),
                 &format!("{} herald-api", topology.prefix()),
@@ -95,6 +96,11 @@ impl Application {
     /// The listener fails.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.watch.spawn(self.state.pool.clone(), shutdown.clone());
+        tokio::spawn(self.state.token_use.clone().flush_every(
+            self.state.pool.clone(),
+            std::time::Duration::from_secs(self.state.settings.api.token_use_flush_seconds),
+            shutdown.clone(),
+        ));
         tracing::info!(port = self.port(), "api listening");
         let app = routes::router(self.state);
         axum::serve(self.listener, app)

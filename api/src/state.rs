@@ -22,6 +22,59 @@ pub struct AppState {
     pub tokens: TokenCache,
     /// Sends test deliveries exactly as the worker sends any.
     pub sender: Sender,
+    /// Tokens seen since the last flush of `last_used_at`.
+    pub token_use: TokenUse,
+}
+
+/// Gathers which tokens authenticated requests, so that `last_used_at` is
+/// written once a minute for all of them instead of once a request.
+#[derive(Clone, Debug, Default)]
+pub struct TokenUse {
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>>,
+}
+
+impl TokenUse {
+    pub fn saw(&self, hash: &[u8]) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.contains(hash) {
+            seen.insert(hash.to_vec());
+        }
+    }
+
+    /// Writes what was gathered every `every` until `shutdown`.
+    pub async fn flush_every(
+        self,
+        pool: Pool,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                _ = tick.tick() => false,
+                () = shutdown.cancelled() => true,
+            };
+            let hashes: Vec<Vec<u8>> = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain()
+                .collect();
+            if !hashes.is_empty()
+                && let Ok(client) = pool.get().await
+                && let Err(e) = herald_shared::db::tenants::touch_tokens(&client, &hashes).await
+            {
+                tracing::warn!(error.message = %e, "could not record token use");
+            }
+            if stop {
+                return;
+            }
+        }
+    }
 }
 
 /// Token hash → tenant, so authenticating a request costs no query. The

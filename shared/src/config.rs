@@ -68,6 +68,8 @@ pub struct ApiSettings {
     pub max_event_bytes: usize,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_rotation_overlap_seconds: u64,
+    /// How often tokens' `last_used_at` is written.
+    pub token_use_flush_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +178,9 @@ impl Settings {
         self.amqp.retry_tiers().context("amqp.retry_tiers")?;
         if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds == 0 {
             bail!("retention.max_age_days and retention.prune_interval_seconds must be at least 1");
+        }
+        if self.api.token_use_flush_seconds == 0 {
+            bail!("api.token_use_flush_seconds must be at least 1");
         }
         if self.dispatcher.sweep_interval_seconds == 0 {
             bail!("dispatcher.sweep_interval_seconds must be at least 1");

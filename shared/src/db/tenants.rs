@@ -29,6 +29,8 @@ pub struct TokenInfo {
     /// The token's first characters, to tell tokens apart.
     pub prefix: String,
     pub created_at: DateTime<Utc>,
+    /// When it last authenticated a request (to the minute).
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The SHA-256 a token is stored and looked up by.
@@ -92,6 +94,7 @@ pub async fn create_token(
         name: name.to_owned(),
         prefix,
         created_at: row.get(0),
+        last_used_at: None,
     };
     Ok((info, token))
 }
@@ -115,7 +118,7 @@ pub async fn tenant_of_token(client: &impl GenericClient, token: &str) -> DbResu
 pub async fn list_tokens(client: &impl GenericClient, tenant_id: Uuid) -> DbResult<Vec<TokenInfo>> {
     let rows = client
         .query(
-            "SELECT id, tenant_id, name, prefix, created_at FROM api_tokens
+            "SELECT id, tenant_id, name, prefix, created_at, last_used_at FROM api_tokens
              WHERE tenant_id = $1 ORDER BY created_at, id",
             &[&tenant_id],
         )
@@ -128,6 +131,7 @@ pub async fn list_tokens(client: &impl GenericClient, tenant_id: Uuid) -> DbResu
             name: r.get(2),
             prefix: r.get(3),
             created_at: r.get(4),
+            last_used_at: r.get(5),
         })
         .collect())
 }
@@ -149,4 +153,22 @@ pub async fn delete_token(
         )
         .await?;
     Ok(n > 0)
+}
+
+/// Marks tokens (by hash) as used now. The api gathers the tokens it saw
+/// and calls this once a minute, not once a request.
+///
+/// # Errors
+/// A database error.
+pub async fn touch_tokens(client: &impl GenericClient, hashes: &[Vec<u8>]) -> DbResult<()> {
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = ANY($1)",
+            &[&hashes],
+        )
+        .await?;
+    Ok(())
 }

@@ -507,3 +507,51 @@ async fn a_batch_is_accepted_whole_with_ids_in_order() {
         .get(0);
     assert_eq!(types, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_show_when_they_were_last_used() {
+    let env = TestEnv::with(&[("HERALD__API__TOKEN_USE_FLUSH_SECONDS", "1")]).await;
+    let api = env.start_api().await;
+    let (tenant, used) = api.create_tenant("acme").await;
+    let (status, idle) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/tokens"),
+            Some(ADMIN_TOKEN),
+            Some(&json!({"name": "idle"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert!(idle["last_used_at"].is_null());
+    assert_eq!(
+        api.call(Method::GET, "/v1/webhooks", Some(&used), None)
+            .await
+            .0,
+        200
+    );
+    let tokens = herald_testkit::wait_until(
+        std::time::Duration::from_secs(20),
+        "last use recorded",
+        || async {
+            let (_, list) = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/tokens?tenant_id={tenant}"),
+                    Some(ADMIN_TOKEN),
+                    None,
+                )
+                .await;
+            let tokens = list["data"].as_array().cloned().unwrap_or_default();
+            tokens
+                .iter()
+                .any(|t| t["name"] == "default" && t["last_used_at"].is_string())
+                .then_some(tokens)
+        },
+    )
+    .await;
+    let idle = tokens.iter().find(|t| t["name"] == "idle").unwrap();
+    assert!(
+        idle["last_used_at"].is_null(),
+        "an unused token has no last use"
+    );
+}
