@@ -40,20 +40,10 @@ impl Process {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name: utime is the 14th, stime the 15th
-        // field of the line (11th and 12th after the closing parenthesis).
-        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
         Usage {
             role: self.role.clone(),
             peak_rss_mib: kib / 1024.0,
-            cpu_seconds: (ticks(11) + ticks(12)) / 100.0,
+            cpu_seconds: cpu_seconds(&stat),
         }
     }
 }
@@ -288,16 +278,21 @@ pub(crate) fn cpu_of(name: &str) -> f64 {
                 .and_then(|(_, rest)| rest.split_once(") "))
                 .is_some_and(|(comm, _)| comm == name)
         })
-        .map(|stat| {
-            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            (ticks(11) + ticks(12)) / 100.0
-        })
+        .map(|stat| cpu_seconds(&stat))
         .sum()
+}
+
+/// User plus system CPU seconds from a `/proc/<pid>/stat` line: the 14th
+/// and 15th fields, the 11th and 12th after the command's closing
+/// parenthesis (clock ticks of 1/100 s).
+fn cpu_seconds(stat: &str) -> f64 {
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }

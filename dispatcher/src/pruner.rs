@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use herald_shared::db::retention;
+use herald_shared::process::every;
 use tokio_util::sync::CancellationToken;
 
 /// Events deleted per statement.
@@ -22,19 +23,14 @@ impl Pruner {
     /// Prunes every `interval` until `shutdown`. Several dispatchers may
     /// prune at once: they only delete what the other has not.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
+        every(self.interval, &shutdown, || async {
             match self.prune(&shutdown).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(events = n, "pruned events past retention"),
                 Err(e) => tracing::warn!(error.message = %e, "prune failed; next round will retry"),
             }
-        }
+        })
+        .await;
     }
 
     /// One round: answers how many events were deleted.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use herald_shared::amqp::{Publisher, Topology};
 use herald_shared::db::deliveries;
+use herald_shared::process::every;
 use tokio_util::sync::CancellationToken;
 
 /// Deliveries republished per round.
@@ -27,19 +28,14 @@ pub struct Sweeper {
 impl Sweeper {
     /// Sweeps every `interval` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
+        every(self.interval, &shutdown, || async {
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(count = n, "republished overdue retries"),
                 Err(e) => tracing::warn!(error.message = %e, "sweep failed; next round will retry"),
             }
-        }
+        })
+        .await;
     }
 
     /// One round: answers how many deliveries were republished.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use herald_shared::db::heartbeats;
+use herald_shared::process::every;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -80,13 +81,7 @@ impl RateLimiter {
     /// keeping the live worker count current; says goodbye at the end.
     pub async fn heartbeat(&self, pool: Pool, shutdown: CancellationToken) {
         let id = Uuid::now_v7();
-        let mut tick = tokio::time::interval(BEAT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => break,
-            }
+        every(BEAT_EVERY, &shutdown, || async {
             let live = match pool.get().await {
                 Ok(client) => heartbeats::beat(&client, id).await.ok(),
                 Err(_) => None,
@@ -96,7 +91,8 @@ impl RateLimiter {
                 self.live_workers
                     .store(usize::try_from(n).unwrap_or(1).max(1), Ordering::Release);
             }
-        }
+        })
+        .await;
         if let Ok(client) = pool.get().await {
             let _ = heartbeats::goodbye(&client, id).await;
         }

@@ -43,19 +43,14 @@ impl VersionWatch {
     pub fn spawn(&self, pool: Pool, shutdown: CancellationToken) {
         let seen = Arc::clone(&self.seen);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
+            crate::process::every(POLL_INTERVAL, &shutdown, || async {
                 let version = match pool.get().await {
                     Ok(client) => current(&client).await.ok(),
                     Err(_) => None,
                 };
                 seen.store(version.unwrap_or(-1), Ordering::Release);
-            }
+            })
+            .await;
         });
     }
 
