@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// One invalid field: where it is (a JSON path such as `events[2].id`) and
 /// what is wrong with it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub detail: String,
@@ -92,6 +92,22 @@ impl From<AmqpError> for ApiError {
             "the message broker is unavailable; nothing was accepted, try again shortly".to_owned(),
         )
     }
+}
+
+/// An error as the API answers it (`application/problem+json`), for the
+/// OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    /// Always `about:blank`.
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The invalid fields (422 only).
+    errors: Option<Vec<FieldError>>,
 }
 
 #[derive(Serialize)]

@@ -1,11 +1,9 @@
 //! Sending deliveries again: one now (`retry`), or every failed one of a
 //! webhook in a time window (`recover`).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use herald_shared::db::deliveries::{self, RecoverWindow};
 use herald_shared::db::webhooks;
@@ -14,21 +12,46 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Queued {
+    id: Uuid,
+    queued: bool,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Recovered {
+    recovered: u64,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct RecoverCount {
+    count: i64,
+    dry_run: bool,
+}
 
 /// Deliveries reopened and published per round of a recovery.
 const RECOVER_BATCH: i64 = 500;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/deliveries/{id}/retry", post(retry_delivery))
-        .route("/v1/webhooks/{id}/recover", post(recover_webhook))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(retry_delivery))
+        .routes(routes!(recover_webhook))
 }
 
 /// Sends one delivery again now, whatever its status; a failed one is
 /// reopened, and a resend of a success is a new attempt.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 202, body = Queued), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 async fn retry_delivery(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,7 +73,7 @@ async fn retry_delivery(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoverInput {
     since: DateTime<Utc>,
@@ -63,6 +86,10 @@ struct RecoverInput {
 /// Requeues every failed delivery of the webhook created in the window, in
 /// bounded batches. Safe to repeat: a second call finds them no longer
 /// failed. `dry_run` only counts them.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "deliveries", params(("id" = Uuid, Path)),
+    request_body = RecoverInput, security(("bearer" = [])),
+    responses((status = 202, body = Recovered, description = "requeued"), (status = 200, body = RecoverCount, description = "dry run"),
+        (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn recover_webhook(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,11 +3,9 @@
 //! id (body `id` or `Idempotency-Key`) is answered 202 with the same id,
 //! and the first payload stands (the dispatcher deduplicates).
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use herald_shared::amqp::{VIA_HEADER, json_properties};
@@ -18,34 +16,50 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Accepted {
+    id: String,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct AcceptedBatch {
+    ids: Vec<String>,
+}
 
 /// Events in one batch, at most.
 const MAX_BATCH: usize = 1000;
 /// A batch body may be this many times one event's limit.
 const BATCH_BODY_FACTOR: usize = 16;
 
-pub(super) fn router(max_event_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/events",
-            post(create_event).layer(DefaultBodyLimit::max(max_event_bytes)),
-        )
-        .route(
-            "/v1/events/batch",
-            post(create_events).layer(DefaultBodyLimit::max(
-                max_event_bytes.saturating_mul(BATCH_BODY_FACTOR),
-            )),
+pub(super) fn router(max_event_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_event))
+        .layer(DefaultBodyLimit::max(max_event_bytes))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(create_events))
+                .layer(DefaultBodyLimit::max(
+                    max_event_bytes.saturating_mul(BATCH_BODY_FACTOR),
+                )),
         )
 }
 
 /// An event as posted: the AMQP message's fields less `tenant_id`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EventInput {
     event_type: String,
+    /// Any JSON.
+    #[schema(value_type = Object)]
     data: Box<RawValue>,
     id: Option<String>,
     occurred_at: Option<DateTime<Utc>>,
@@ -53,7 +67,7 @@ struct EventInput {
     source: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchInput {
     events: Vec<EventInput>,
@@ -163,6 +177,12 @@ async fn publish(state: &AppState, messages: &[EventMessage]) -> ApiResult<()> {
     Ok(())
 }
 
+/// One event; answered once the broker has confirmed it. The body `id` or
+/// an `Idempotency-Key` header deduplicates.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the event id, if the body has none")), security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn create_event(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +210,10 @@ async fn create_event(
     ))
 }
 
+/// Up to 1,000 events, all valid or none published; ids in order.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = BatchInput, security(("bearer" = [])),
+    responses((status = 202, body = AcceptedBatch), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn create_events(
     State(state): State<AppState>,
     caller: Caller,

@@ -2,10 +2,8 @@
 //! cursors (`{data, next_cursor}`), and single items with their deliveries
 //! or attempts.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use herald_shared::db::history::{self, Cursor, Filter};
 use herald_shared::models::{DeliveryStatus, EventId, EventType};
@@ -14,22 +12,58 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
+use herald_shared::db::history::{AttemptRow, DeliveryRow, EventRow};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct EventList {
+    data: Vec<EventRow>,
+    next_cursor: Option<String>,
+}
+
+/// An event with its deliveries.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct EventDetail {
+    #[serde(flatten)]
+    event: EventRow,
+    deliveries: Vec<DeliveryRow>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct DeliveryList {
+    data: Vec<DeliveryRow>,
+    next_cursor: Option<String>,
+}
+
+/// A delivery with every attempt.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct DeliveryDetail {
+    #[serde(flatten)]
+    delivery: DeliveryRow,
+    attempts: Vec<AttemptRow>,
+}
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 250;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(list_events))
-        .route("/v1/events/{id}", get(get_event))
-        .route("/v1/deliveries", get(list_deliveries))
-        .route("/v1/deliveries/{id}", get(get_delivery))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(get_delivery))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct EventQuery {
     event_type: Option<String>,
@@ -39,7 +73,7 @@ struct EventQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct DeliveryQuery {
     webhook_id: Option<Uuid>,
@@ -84,6 +118,8 @@ fn common(
     Ok((limit, cursor))
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery), security(("bearer" = [])),
+    responses((status = 200, body = EventList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,6 +149,8 @@ async fn list_events(
 
 /// One event with its deliveries. An event just accepted may take a moment
 /// to appear: the dispatcher stores it.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = EventDetail), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_event(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,6 +169,8 @@ async fn get_event(
     Ok(axum::Json(body))
 }
 
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery), security(("bearer" = [])),
+    responses((status = 200, body = DeliveryList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,6 +208,8 @@ async fn list_deliveries(
 }
 
 /// One delivery with every attempt.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = DeliveryDetail), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_delivery(
     State(state): State<AppState>,
     caller: Caller,

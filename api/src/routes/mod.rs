@@ -8,33 +8,99 @@ mod webhooks;
 
 use std::time::Duration;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::{Extension, Router};
 use herald_shared::health::{database_ready, metrics_response};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router(state: AppState) -> Router {
+/// Describes the API as a whole; every route adds itself through
+/// `routes!`, so the document and the router cannot disagree.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "Webhook delivery: tenants, webhooks, events and their deliveries."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Tenants and API tokens"),
+        (name = "webhooks", description = "Endpoints and what they subscribe to"),
+        (name = "events", description = "Ingest and event history"),
+        (name = "deliveries", description = "Delivery history, retries and recovery"),
+        (name = "operations", description = "Health, readiness, metrics and this document")
+    )
+)]
+struct ApiDoc;
+
+/// `Authorization: Bearer <token>`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document.
+pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let max_event = state.settings.api.max_event_bytes;
-    Router::new()
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
         .merge(deliveries::router())
         .merge(history::router())
         .merge(webhooks::router())
         .merge(events::router(max_event))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(s): State<AppState>| async move { metrics_response(&s.metrics) }))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    let router = router
         // Bodies of every other route are small; event routes set their own.
         .layer(DefaultBodyLimit::max(max_event.max(64 * 1024)))
+        .layer(Extension(Arc::new(document.clone())))
         .fallback(|| async { ApiError::NotFound })
-        .with_state(state)
+        .with_state(state);
+    (router, document)
 }
 
+pub fn router(state: AppState) -> Router {
+    router_and_document(state).0
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    metrics_response(&s.metrics)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
+async fn openapi_json(
+    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> impl IntoResponse {
+    axum::Json(document.as_ref().clone())
+}
+
+/// Readiness: the database answers and the broker accepts a connection.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Object), (status = 503, body = Object)))]
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let db = database_ready(&s.pool).await;
     let broker = tokio::time::timeout(Duration::from_secs(2), s.publisher.channel())

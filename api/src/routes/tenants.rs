@@ -1,35 +1,44 @@
 //! Tenants and API tokens. The admin token creates tenants and their
 //! tokens; a tenant token lists and revokes its own tenant's tokens.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use herald_shared::db::{DbError, tenants};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
 use crate::state::AppState;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", post(create_tenant))
-        .route("/v1/tenants/{id}/tokens", post(create_token))
-        .route("/v1/tokens", get(list_tokens))
-        .route("/v1/tokens/{id}", delete(delete_token))
+/// A list of tokens.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct TokenList {
+    data: Vec<tenants::TokenInfo>,
+    next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant))
+        .routes(routes!(create_token))
+        .routes(routes!(list_tokens))
+        .routes(routes!(delete_token))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedTenant {
     id: Uuid,
     name: String,
@@ -38,6 +47,10 @@ struct CreatedTenant {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Creates a tenant and its first token (shown only here). Admin token.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    security(("bearer" = [])),
+    responses((status = 201, body = CreatedTenant), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,14 +77,14 @@ async fn create_tenant(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     info: tenants::TokenInfo,
@@ -79,6 +92,11 @@ struct CreatedToken {
     token: String,
 }
 
+/// Another token for a tenant (shown only here). Admin token; the body is
+/// optional.
+#[utoipa::path(post, path = "/v1/tenants/{id}/tokens", tag = "tenants", request_body(content = CreateToken, description = "optional"),
+    params(("id" = Uuid, Path, description = "the tenant")), security(("bearer" = [])),
+    responses((status = 201, body = CreatedToken), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,12 +125,16 @@ async fn create_token(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct TokenQuery {
     tenant_id: Option<Uuid>,
 }
 
+/// The tenant's tokens (never the tokens themselves). The admin token names
+/// the tenant with `tenant_id`.
+#[utoipa::path(get, path = "/v1/tokens", tag = "tenants", params(TokenQuery), security(("bearer" = [])),
+    responses((status = 200, body = TokenList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,6 +153,9 @@ async fn list_tokens(
     ))
 }
 
+/// Revokes a token; refused everywhere within 2 seconds.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tenants", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn delete_token(
     State(state): State<AppState>,
     caller: Caller,

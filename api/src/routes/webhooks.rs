@@ -4,11 +4,9 @@
 //! `max_retries`); output always uses the canonical ones. The secret is
 //! answered only by create.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields};
 use herald_shared::db::{DbError, DbResult};
@@ -19,22 +17,52 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
-        .route(
-            "/v1/webhooks/{id}",
-            get(get_webhook).patch(patch_webhook).delete(delete_webhook),
-        )
-        .route(
-            "/v1/webhooks/{id}/rotate-secret",
-            axum::routing::post(rotate_secret),
-        )
-        .route("/v1/webhooks/{id}/test", axum::routing::post(test_webhook))
+/// A page of webhooks.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct WebhookPage {
+    data: Vec<WebhookOut>,
+    page: i64,
+    per_page: i64,
+    total: i64,
+}
+
+/// A rotated secret, shown only here.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct RotatedSecret {
+    secret: String,
+    /// Until then the previous secret signs beside this one.
+    previous_secret_expires_at: DateTime<Utc>,
+}
+
+/// How a test delivery went.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct TestResult {
+    success: bool,
+    status_code: Option<u16>,
+    /// The first 1,000 characters of the answer.
+    response: Option<String>,
+    error: Option<String>,
+    duration_ms: u64,
+    event_id: String,
+    delivery_id: Uuid,
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(get_webhook, patch_webhook, delete_webhook))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(test_webhook))
 }
 
 const DEFAULT_TIMEOUT: i64 = 10;
@@ -57,7 +85,11 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Create and patch share this shape; create requires `name` and `url`.
-#[derive(Debug, Default, Deserialize)]
+/// A webhook's fields as sent to create (`name` and `url` required) or
+/// patch it (only what changes). Also accepted: `events` for
+/// `event_types`, `max_retries` for `retry_attempts`, `enabled` for
+/// `is_active`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookInput {
     name: Option<String>,
@@ -76,6 +108,7 @@ struct WebhookInput {
     is_active: Option<bool>,
     /// Deliveries per second; an explicit `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     rate_limit: Option<Option<i64>>,
 }
 
@@ -88,8 +121,8 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// A webhook as the API shows it.
-#[derive(Debug, Serialize)]
+/// A webhook as the API shows it; `secret` only in the answer to create.
+#[derive(Debug, Serialize, ToSchema)]
 struct WebhookOut {
     id: Uuid,
     tenant_id: Uuid,
@@ -368,6 +401,10 @@ fn conflict(e: DbError) -> ApiError {
     }
 }
 
+/// Creates a webhook; the answer holds its secret, shown only here.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookInput, security(("bearer" = [])),
+    responses((status = 201, body = WebhookOut), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -384,13 +421,16 @@ async fn create_webhook(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     page: Option<i64>,
     per_page: Option<i64>,
 }
 
+/// The tenant's webhooks, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = WebhookPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_webhooks(
     State(state): State<AppState>,
     caller: Caller,
@@ -411,6 +451,9 @@ async fn list_webhooks(
     })))
 }
 
+/// One webhook.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = WebhookOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -424,6 +467,10 @@ async fn get_webhook(
     Ok(axum::Json(WebhookOut::from(webhook)))
 }
 
+/// Changes the fields given; the rest stay. Checked like create.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), request_body = WebhookInput, security(("bearer" = [])),
+    responses((status = 200, body = WebhookOut), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn patch_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -443,6 +490,10 @@ async fn patch_webhook(
     Ok(axum::Json(WebhookOut::from(webhook)))
 }
 
+/// Deletes a webhook and its deliveries; new events stop reaching it
+/// within 2 seconds.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn delete_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -457,7 +508,7 @@ async fn delete_webhook(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateInput {
     /// The new secret; generated when absent.
@@ -466,6 +517,9 @@ struct RotateInput {
 
 /// A new secret, answered once; the previous one keeps signing beside it
 /// (both in `webhook-signature`) for `api.secret_rotation_overlap_seconds`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body(content = RotateInput, description = "optional"), security(("bearer" = [])),
+    responses((status = 200, body = RotatedSecret), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -505,6 +559,8 @@ async fn rotate_secret(
 /// Delivers a `webhook.test` event now, through the same rendering, signing
 /// and HTTP code as every delivery, and answers how it went. The event and
 /// its delivery are recorded like any other (not retried).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = TestResult), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn test_webhook(
     State(state): State<AppState>,
     caller: Caller,

@@ -56,7 +56,7 @@ pub struct Filter<'a> {
     pub status: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: String,
     pub event_type: String,
@@ -66,6 +66,7 @@ pub struct EventRow {
     pub source: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
 }
 
@@ -145,7 +146,7 @@ pub async fn get_event(
     Ok(row.as_ref().map(event_row))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub id: Uuid,
     pub event_id: String,
@@ -261,7 +262,7 @@ pub async fn deliveries_of_event(
     Ok(rows.iter().map(delivery_row).collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub attempt: i32,
     pub attempted_at: DateTime<Utc>,

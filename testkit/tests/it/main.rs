@@ -6,6 +6,7 @@ mod api;
 mod circuit;
 mod history;
 mod isolation;
+mod openapi;
 mod pipeline;
 mod resilience;
 mod retries;
