@@ -65,18 +65,22 @@ impl FromRequestParts<AppState> for Caller {
 
         let hash = tenants::hash_token(token);
         state.token_use.saw(&hash);
-        let version = match state.tokens.lookup(&hash) {
-            Ok(tenant) => return Ok(Self::Tenant(tenant)),
-            Err(version) => version,
-        };
-        let client = state.pool.get().await?;
-        match tenants::tenant_of_token(&client, token).await? {
-            Some(tenant) => {
+        let tenant = match state.tokens.lookup(&hash) {
+            Ok(tenant) => tenant,
+            Err(version) => {
+                let client = state.pool.get().await?;
+                let tenant = tenants::tenant_of_token(&client, token)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
                 state.tokens.store(version, hash, tenant);
-                Ok(Self::Tenant(tenant))
+                tenant
             }
-            None => Err(ApiError::Unauthorized),
-        }
+        };
+        state
+            .tenant_limiter
+            .check(tenant, std::time::Instant::now())
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs().max(1)))?;
+        Ok(Self::Tenant(tenant))
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -62,6 +62,9 @@ impl Application {
         let state = AppState {
             sender,
             token_use: TokenUse::default(),
+            tenant_limiter: crate::rate_limit::TenantLimiter::new(
+                settings.api.rate_limit_per_second,
+            ),
             publisher: Publisher::new(
                 settings.amqp.url.clone(),
                 &format!("{} herald-api", topology.prefix()),

@@ -24,6 +24,8 @@ pub struct AppState {
     pub sender: Sender,
     /// Tokens seen since the last flush of `last_used_at`.
     pub token_use: TokenUse,
+    /// Requests per second per tenant.
+    pub tenant_limiter: crate::rate_limit::TenantLimiter,
 }
 
 /// Gathers which tokens authenticated requests, so that `last_used_at` is

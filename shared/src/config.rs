@@ -70,6 +70,9 @@ pub struct ApiSettings {
     pub secret_rotation_overlap_seconds: u64,
     /// How often tokens' `last_used_at` is written.
     pub token_use_flush_seconds: u64,
+    /// Requests per second each tenant may make to one api replica; 0: no
+    /// limit.
+    pub rate_limit_per_second: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -555,3 +555,44 @@ async fn tokens_show_when_they_were_last_used() {
         "an unused token has no last use"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_rate_limit_is_told_when_to_come_back() {
+    let env = TestEnv::with(&[("HERALD__API__RATE_LIMIT_PER_SECOND", "5")]).await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let resp = api
+            .http
+            .get(format!("{}/v1/webhooks", api.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("a burst past 5/s is limited");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], 429);
+    // Another tenant is not affected, and the limited one may come back.
+    assert_eq!(
+        api.call(Method::GET, "/v1/webhooks", Some(&other), None)
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        api.call(Method::GET, "/v1/webhooks", Some(&token), None)
+            .await
+            .0,
+        200
+    );
+}
