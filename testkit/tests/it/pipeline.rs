@@ -417,6 +417,44 @@ async fn webhook_changes_reach_the_pipeline_within_two_seconds() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.requests().len(), 2);
     assert_eq!(env.count("SELECT count(*) FROM deliveries").await, 2);
+
+    // Delete another webhook: after 2 s nothing reaches it.
+    let other = api
+        .create_webhook(
+            &token,
+            json!({"name": "other", "url": receiver.url("three"), "event_types": ["*"]}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/webhooks/{}", other["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gone = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    wait_until(WAIT, "the event after the delete stored", || async {
+        let n: i64 = env
+            .db()
+            .await
+            .query_one("SELECT count(*) FROM events WHERE id = $1", &[&gone])
+            .await
+            .unwrap()
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.requests_to("three").is_empty(),
+        "a deleted webhook receives nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
