@@ -348,6 +348,21 @@ impl TestEnv {
         .expect("publish confirmed");
     }
 
+    /// Waits until the dispatcher has stored the event with this id.
+    pub async fn wait_event_stored(&self, id: &str) {
+        crate::wait_until(Duration::from_secs(30), "the event stored", || async {
+            let n: i64 = self
+                .db()
+                .await
+                .query_one("SELECT count(*) FROM events WHERE id = $1", &[&id])
+                .await
+                .expect("count events")
+                .get(0);
+            (n == 1).then_some(())
+        })
+        .await;
+    }
+
     /// A database connection for assertions.
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.pool.get().await.expect("database connection")

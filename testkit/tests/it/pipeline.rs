@@ -403,17 +403,7 @@ async fn webhook_changes_reach_the_pipeline_within_two_seconds() {
     let silent = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    wait_until(WAIT, "the event stored", || async {
-        let n: i64 = env
-            .db()
-            .await
-            .query_one("SELECT count(*) FROM events WHERE id = $1", &[&silent])
-            .await
-            .unwrap()
-            .get(0);
-        (n == 1).then_some(())
-    })
-    .await;
+    env.wait_event_stored(&silent).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.requests().len(), 2);
     assert_eq!(env.count("SELECT count(*) FROM deliveries").await, 2);
@@ -439,17 +429,7 @@ async fn webhook_changes_reach_the_pipeline_within_two_seconds() {
     let gone = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    wait_until(WAIT, "the event after the delete stored", || async {
-        let n: i64 = env
-            .db()
-            .await
-            .query_one("SELECT count(*) FROM events WHERE id = $1", &[&gone])
-            .await
-            .unwrap()
-            .get(0);
-        (n == 1).then_some(())
-    })
-    .await;
+    env.wait_event_stored(&gone).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         receiver.requests_to("three").is_empty(),
