@@ -38,6 +38,26 @@ async fn tokens_scope_every_call_to_one_tenant() {
     // Another tenant's webhook does not exist for b.
     assert_eq!(api.call(Method::GET, &path, Some(&b), None).await.0, 404);
     assert_eq!(api.call(Method::DELETE, &path, Some(&b), None).await.0, 404);
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&b),
+            Some(&json!({"name": "stolen"})),
+        )
+        .await;
+    assert_eq!(status, 404, "another tenant cannot change it");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("{path}/recover"),
+            Some(&b),
+            Some(&json!({"since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 404, "nor recover its deliveries");
+    let (_, unchanged) = api.call(Method::GET, &path, Some(&a), None).await;
+    assert_eq!(unchanged["name"], "h");
     let (_, list) = api.call(Method::GET, "/v1/webhooks", Some(&b), None).await;
     assert_eq!(list["total"], 0);
 
