@@ -3,6 +3,7 @@
 //! under is current, so a webhook created, edited, disabled or deleted is
 //! seen within the version poll interval (0.5 s) on every replica.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -11,23 +12,69 @@ use herald_shared::db::{DbResult, tenants, webhooks};
 use herald_shared::models::{EventPattern, EventType};
 use uuid::Uuid;
 
-/// A tenant's subscriptions, patterns parsed once.
+/// A tenant's subscriptions, indexed so that matching an event costs a
+/// few hash look-ups (one per segment of its type) however many webhooks
+/// the tenant has.
 #[derive(Debug, Default)]
 pub struct TenantSubscriptions {
     /// False when no such tenant exists.
     pub exists: bool,
-    webhooks: Vec<(Uuid, Vec<EventPattern>)>,
+    /// Webhooks subscribed to `*`.
+    all: Vec<Uuid>,
+    /// By exact event type.
+    exact: HashMap<String, Vec<Uuid>>,
+    /// By prefix, dot included (`invoice.` for `invoice.*`).
+    prefix: HashMap<String, Vec<Uuid>>,
 }
 
 impl TenantSubscriptions {
-    /// The webhooks whose patterns match the event type.
+    /// Indexes `(webhook, patterns)`. Stored patterns were checked on the
+    /// way in; one that no longer parses matches nothing rather than
+    /// everything.
+    fn new(exists: bool, subscriptions: Vec<webhooks::Subscription>) -> Self {
+        let mut index = Self {
+            exists,
+            ..Self::default()
+        };
+        for s in subscriptions {
+            for pattern in s
+                .event_types
+                .iter()
+                .filter_map(|p| EventPattern::parse(p).ok())
+            {
+                match pattern {
+                    EventPattern::All => index.all.push(s.webhook_id),
+                    EventPattern::Exact(t) => index.exact.entry(t).or_default().push(s.webhook_id),
+                    EventPattern::Prefix(p) => {
+                        index.prefix.entry(p).or_default().push(s.webhook_id)
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// The webhooks whose patterns match the event type, each once.
     #[must_use]
     pub fn matching(&self, event_type: &EventType) -> Vec<Uuid> {
-        self.webhooks
-            .iter()
-            .filter(|(_, patterns)| patterns.iter().any(|p| p.matches(event_type)))
-            .map(|(id, _)| *id)
-            .collect()
+        let t = event_type.as_str();
+        let mut found: Vec<Uuid> = Vec::new();
+        // `*` never picks up Herald's own operational events.
+        if !event_type.is_operational() {
+            found.extend(&self.all);
+        }
+        if let Some(ids) = self.exact.get(t) {
+            found.extend(ids);
+        }
+        // Every prefix of the type that ends at a dot: `a.`, `a.b.`, …
+        for (i, _) in t.match_indices('.') {
+            if let Some(ids) = self.prefix.get(&t[..=i]) {
+                found.extend(ids);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 }
 
@@ -63,23 +110,59 @@ impl SubscriptionCache {
             tenants::tenant_exists(&client, tenant_id),
             webhooks::active_subscriptions(&client, tenant_id)
         )?;
-        let entry = Arc::new(TenantSubscriptions {
-            exists,
-            webhooks: subs
-                .into_iter()
-                .map(|s| {
-                    // Stored patterns were checked on the way in; one that no
-                    // longer parses matches nothing rather than everything.
-                    let patterns = s
-                        .event_types
-                        .iter()
-                        .filter_map(|p| EventPattern::parse(p).ok())
-                        .collect();
-                    (s.webhook_id, patterns)
-                })
-                .collect(),
-        });
+        let entry = Arc::new(TenantSubscriptions::new(exists, subs));
         self.cache.store(version, tenant_id, Arc::clone(&entry));
         Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(patterns: &[&str]) -> webhooks::Subscription {
+        webhooks::Subscription {
+            webhook_id: Uuid::now_v7(),
+            event_types: patterns.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    /// The index answers what matching every pattern one by one answers.
+    #[test]
+    fn the_index_agrees_with_the_patterns() {
+        let subs = vec![
+            sub(&["*"]),
+            sub(&["invoice.*"]),
+            sub(&["invoice.created"]),
+            sub(&["invoice.*", "invoice.created", "*"]),
+            sub(&["invoice.line.*"]),
+            sub(&["order.*", "webhook.disabled"]),
+            sub(&["webhook.*"]),
+            sub(&["invoices.*", "invoice"]),
+        ];
+        let index = TenantSubscriptions::new(true, subs.clone());
+        for t in [
+            "invoice.created",
+            "invoice.line.added",
+            "invoice",
+            "invoices.x",
+            "order.shipped",
+            "webhook.disabled",
+            "delivery.exhausted",
+            "other",
+        ] {
+            let event_type = EventType::parse(t).unwrap();
+            let mut expected: Vec<Uuid> = subs
+                .iter()
+                .filter(|s| {
+                    s.event_types
+                        .iter()
+                        .any(|p| EventPattern::parse(p).unwrap().matches(&event_type))
+                })
+                .map(|s| s.webhook_id)
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(index.matching(&event_type), expected, "{t}");
+        }
     }
 }
