@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod pruner;
+pub mod queue_depth;
 pub mod run;
 pub mod store;
 pub mod subscription_cache;

@@ -62,6 +62,12 @@ pub async fn run(
         interval: Duration::from_secs(settings.retention.prune_interval_seconds),
     };
     let pruning = tokio::spawn(pruner.run(shutdown.clone()));
+    let depths = tokio::spawn(crate::queue_depth::run(
+        settings.amqp.url.clone(),
+        base.topology.clone(),
+        base.metrics.clone(),
+        shutdown.clone(),
+    ));
     consumer::run(
         &settings.amqp,
         &base.topology,
@@ -73,6 +79,7 @@ pub async fn run(
     .await;
     let _ = sweeping.await;
     let _ = pruning.await;
+    let _ = depths.await;
     base.finish().await;
     tracing::info!("dispatcher stopped");
     Ok(())

@@ -25,6 +25,30 @@ async fn dispatcher_is_ready_then_exits_cleanly_on_sigterm() {
         (r.status() == 200).then_some(())
     })
     .await;
+    // Queue depths are exported for every queue of the prefix.
+    let metrics = wait_until(
+        Duration::from_secs(30),
+        "queue depths in /metrics",
+        || async {
+            let text = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("herald_queue_messages{queue=")
+                .then_some(text)
+        },
+    )
+    .await;
+    for queue in env.topology.queues() {
+        assert!(
+            metrics.contains(&format!("herald_queue_messages{{queue=\"{queue}\"}} 0")),
+            "{queue} is reported empty:\n{metrics}"
+        );
+    }
     dispatcher.terminate();
     let status = dispatcher
         .wait_exit(Duration::from_secs(15))

@@ -21,6 +21,7 @@ use herald_shared::sender::{Attempt, Sender};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
+use tracing::Instrument;
 
 use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
@@ -71,13 +72,24 @@ impl Handler for Worker {
                 return Disposition::Ack;
             }
         };
-        match self
+        // Every log line of this delivery carries its ids and attempt.
+        let span = tracing::info_span!(
+            "delivery",
+            event_id = %message.event_id,
+            delivery_id = %message.delivery_id,
+            webhook_id = %message.webhook_id,
+            attempt = message.attempt,
+        );
+        let outcome = self
             .deliver(publisher, &mut message, delivery.redelivered)
-            .await
-        {
+            .instrument(span.clone())
+            .await;
+        match outcome {
             Ok(()) => Disposition::Ack,
             Err(e) => {
-                tracing::warn!(delivery_id = %message.delivery_id, error.message = %e, "delivery not recorded; it will be redelivered");
+                span.in_scope(|| {
+                    tracing::warn!(error.message = %e, "delivery not recorded; it will be redelivered");
+                });
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Disposition::Requeue
             }
