@@ -378,113 +378,37 @@ async fn main() -> anyhow::Result<()> {
         .as_ref()
         .map_or(1000.0, |s| s.delivered.rate.max(1.0));
     scenarios.extend(single);
-    scenarios.extend(
-        run(
-            spec("http-batch", 1, n, 1, 0, Load::Batch),
-            &receiver,
-            lowest,
-            only,
-        )
-        .await?,
-    );
-    scenarios.extend(
-        run(
-            spec("amqp", 1, n, 1, 0, Load::Amqp),
-            &receiver,
-            lowest,
-            only,
-        )
-        .await?,
-    );
-    scenarios.extend(
-        run(
-            spec("fan-out-10", 1, (n / 10).max(1), 10, 0, Load::Batch),
-            &receiver,
-            lowest,
-            only,
-        )
-        .await?,
-    );
+
     let seconds = if o.quick { 2 } else { 10 };
-    scenarios.extend(
-        run(
+    let mut specs = vec![
+        spec("http-batch", 1, n, 1, 0, Load::Batch),
+        spec("amqp", 1, n, 1, 0, Load::Amqp),
+        spec("fan-out-10", 1, (n / 10).max(1), 10, 0, Load::Batch),
+        spec(
+            "steady-200",
+            1,
+            200 * seconds,
+            1,
+            0,
+            Load::Rate(200.0, Duration::from_secs(seconds as u64)),
+        ),
+    ];
+    if !o.quick {
+        specs.extend([
+            spec("fan-out-100", 1, (n / 100).max(1), 100, 0, Load::Batch),
             spec(
-                "steady-200",
-                1,
-                200 * seconds,
+                "half-max-rate",
                 1,
                 0,
-                Load::Rate(200.0, Duration::from_secs(seconds as u64)),
+                1,
+                0,
+                Load::Rate(max_rate / 2.0, Duration::from_secs(10)),
             ),
-            &receiver,
-            lowest,
-            only,
-        )
-        .await?,
-    );
-    if !o.quick {
-        scenarios.extend(
-            run(
-                spec("fan-out-100", 1, (n / 100).max(1), 100, 0, Load::Batch),
-                &receiver,
-                lowest,
-                only,
-            )
-            .await?,
-        );
-        let half = max_rate / 2.0;
-        scenarios.extend(
-            run(
-                spec(
-                    "half-max-rate",
-                    1,
-                    0,
-                    1,
-                    0,
-                    Load::Rate(half, Duration::from_secs(10)),
-                ),
-                &receiver,
-                lowest,
-                only,
-            )
-            .await?,
-        );
-        scenarios.extend(
-            run(
-                spec("webhooks-10", 1, n, 1, 9, Load::Batch),
-                &receiver,
-                lowest,
-                only,
-            )
-            .await?,
-        );
-        scenarios.extend(
-            run(
-                spec("webhooks-1000", 1, n, 1, 999, Load::Batch),
-                &receiver,
-                lowest,
-                only,
-            )
-            .await?,
-        );
-        for workers in [2, 4] {
-            let name = if workers == 2 {
-                "workers-2"
-            } else {
-                "workers-4"
-            };
-            scenarios.extend(
-                run(
-                    spec(name, workers, n, 1, 0, Load::Batch),
-                    &receiver,
-                    lowest,
-                    only,
-                )
-                .await?,
-            );
-        }
-    }
-    if !o.quick {
+            spec("webhooks-10", 1, n, 1, 9, Load::Batch),
+            spec("webhooks-1000", 1, n, 1, 999, Load::Batch),
+            spec("workers-2", 2, n, 1, 0, Load::Batch),
+            spec("workers-4", 4, n, 1, 0, Load::Batch),
+        ]);
         // 1,000 deliveries in flight in one worker, for its memory.
         let mut s = spec("inflight-1000", 1, 5_000, 1, 0, Load::Batch);
         s.slow = true;
@@ -495,18 +419,10 @@ async fn main() -> anyhow::Result<()> {
                 "1000".to_owned(),
             ),
         ];
-        scenarios.extend(run(s, &receiver, lowest, only).await?);
+        specs.push(s);
     }
     if o.heavy {
-        scenarios.extend(
-            run(
-                spec("webhooks-10000", 1, n, 1, 9_999, Load::Batch),
-                &receiver,
-                lowest,
-                only,
-            )
-            .await?,
-        );
+        specs.push(spec("webhooks-10000", 1, n, 1, 9_999, Load::Batch));
         let mut s = spec(
             "steady-200-1m-rows",
             1,
@@ -516,6 +432,9 @@ async fn main() -> anyhow::Result<()> {
             Load::Rate(200.0, Duration::from_secs(10)),
         );
         s.preload_rows = 1_000_000;
+        specs.push(s);
+    }
+    for s in specs {
         scenarios.extend(run(s, &receiver, lowest, only).await?);
     }
 
