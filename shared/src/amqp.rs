@@ -168,12 +168,8 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(
-            self.dispatch_queue().into(),
-            durable_queue,
-            FieldTable::default(),
-        )
-        .await?;
+        ch.queue_declare(self.dispatch_queue().into(), durable_queue, hot())
+            .await?;
         ch.queue_bind(
             self.dispatch_queue().into(),
             self.events_exchange().into(),
@@ -198,12 +194,8 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(
-            self.deliveries().into(),
-            durable_queue,
-            FieldTable::default(),
-        )
-        .await?;
+        ch.queue_declare(self.deliveries().into(), durable_queue, hot())
+            .await?;
         ch.queue_bind(
             self.deliveries().into(),
             self.deliveries().into(),
@@ -270,6 +262,15 @@ impl Topology {
 
 fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// The two queues every event and delivery passes through: classic queues
+/// of version 2 (RabbitMQ 3.10+), whose index and store cost the broker
+/// less CPU per persistent message than version 1.
+fn hot() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-version".into(), AMQPValue::LongLongInt(2));
+    args
 }
 
 fn bounded(max_length: u32) -> FieldTable {
