@@ -168,8 +168,12 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(self.dispatch_queue().into(), durable_queue, hot())
-            .await?;
+        ch.queue_declare(
+            self.dispatch_queue().into(),
+            durable_queue,
+            FieldTable::default(),
+        )
+        .await?;
         ch.queue_bind(
             self.dispatch_queue().into(),
             self.events_exchange().into(),
@@ -194,8 +198,12 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(self.deliveries().into(), durable_queue, hot())
-            .await?;
+        ch.queue_declare(
+            self.deliveries().into(),
+            durable_queue,
+            FieldTable::default(),
+        )
+        .await?;
         ch.queue_bind(
             self.deliveries().into(),
             self.deliveries().into(),
@@ -262,15 +270,6 @@ impl Topology {
 
 fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
-}
-
-/// The two queues every event and delivery passes through: classic queues
-/// of version 2 (RabbitMQ 3.10+), whose index and store cost the broker
-/// less CPU per persistent message than version 1.
-fn hot() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-version".into(), AMQPValue::LongLongInt(2));
-    args
 }
 
 fn bounded(max_length: u32) -> FieldTable {
