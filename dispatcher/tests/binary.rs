@@ -38,7 +38,11 @@ async fn dispatcher_is_ready_then_exits_cleanly_on_sigterm() {
                 .text()
                 .await
                 .ok()?;
-            text.contains("herald_queue_messages{queue=")
+            // A round sets the queues one by one: wait for all of them.
+            env.topology
+                .queues()
+                .iter()
+                .all(|q| text.contains(&format!("herald_queue_messages{{queue=\"{q}\"}}")))
                 .then_some(text)
         },
     )
