@@ -20,20 +20,17 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct Queued {
     id: Uuid,
     queued: bool,
 }
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct Recovered {
     recovered: u64,
 }
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct RecoverCount {
     count: i64,
     dry_run: bool,
@@ -69,7 +66,7 @@ async fn retry_delivery(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "id": id, "queued": true })),
+        axum::Json(Queued { id, queued: true }),
     ))
 }
 
@@ -119,10 +116,14 @@ async fn recover_webhook(
         let count = deliveries::count_failed(&client, &window).await?;
         return Ok((
             StatusCode::OK,
-            axum::Json(serde_json::json!({ "count": count, "dry_run": true })),
-        ));
+            axum::Json(RecoverCount {
+                count,
+                dry_run: true,
+            }),
+        )
+            .into_response());
     }
-    let mut recovered = 0usize;
+    let mut recovered = 0u64;
     loop {
         let ids = deliveries::reopen_failed_batch(&client, &window, RECOVER_BATCH).await?;
         if ids.is_empty() {
@@ -135,10 +136,7 @@ async fn recover_webhook(
             .publisher
             .publish_deliveries(&state.topology, &messages)
             .await?;
-        recovered += ids.len();
+        recovered += ids.len() as u64;
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "recovered": recovered })),
-    ))
+    Ok((StatusCode::ACCEPTED, axum::Json(Recovered { recovered })).into_response())
 }

@@ -24,13 +24,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct Accepted {
     id: String,
 }
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct AcceptedBatch {
     ids: Vec<String>,
 }
@@ -204,10 +202,7 @@ async fn create_event(
         return Err(ApiError::Invalid(problems));
     }
     publish(&state, std::slice::from_ref(&message)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "id": id })),
-    ))
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted { id })))
 }
 
 /// Up to 1,000 events, all valid or none published; ids in order.
@@ -249,8 +244,5 @@ async fn create_events(
         return Err(ApiError::Invalid(problems));
     }
     publish(&state, &messages).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "ids": ids })),
-    ))
+    Ok((StatusCode::ACCEPTED, axum::Json(AcceptedBatch { ids })))
 }

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use herald_shared::db::history::{self, Cursor, Filter};
 use herald_shared::models::{DeliveryStatus, EventId, EventType};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -21,7 +20,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct EventList {
     data: Vec<EventRow>,
     next_cursor: Option<String>,
@@ -29,7 +27,6 @@ struct EventList {
 
 /// An event with its deliveries.
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct EventDetail {
     #[serde(flatten)]
     event: EventRow,
@@ -37,7 +34,6 @@ struct EventDetail {
 }
 
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct DeliveryList {
     data: Vec<DeliveryRow>,
     next_cursor: Option<String>,
@@ -45,7 +41,6 @@ struct DeliveryList {
 
 /// A delivery with every attempt.
 #[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
 struct DeliveryDetail {
     #[serde(flatten)]
     delivery: DeliveryRow,
@@ -142,9 +137,10 @@ async fn list_events(
     let client = state.pool.get().await?;
     let (data, next) =
         history::list_events(&client, tenant, &filter, cursor.as_ref(), limit).await?;
-    Ok(axum::Json(
-        json!({ "data": data, "next_cursor": next.map(|c| c.encode()) }),
-    ))
+    Ok(axum::Json(EventList {
+        data,
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }
 
 /// One event with its deliveries. An event just accepted may take a moment
@@ -163,10 +159,7 @@ async fn get_event(
         .await?
         .ok_or(ApiError::NotFound)?;
     let deliveries = history::deliveries_of_event(&client, tenant, id.as_str()).await?;
-    let mut body = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.into()))?;
-    body["deliveries"] =
-        serde_json::to_value(&deliveries).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(axum::Json(body))
+    Ok(axum::Json(EventDetail { event, deliveries }))
 }
 
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery), security(("bearer" = [])),
@@ -202,9 +195,10 @@ async fn list_deliveries(
     let client = state.pool.get().await?;
     let (data, next) =
         history::list_deliveries(&client, tenant, &filter, cursor.as_ref(), limit).await?;
-    Ok(axum::Json(
-        json!({ "data": data, "next_cursor": next.map(|c| c.encode()) }),
-    ))
+    Ok(axum::Json(DeliveryList {
+        data,
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }
 
 /// One delivery with every attempt.
@@ -221,7 +215,5 @@ async fn get_delivery(
         .await?
         .ok_or(ApiError::NotFound)?;
     let attempts = history::attempts(&client, id).await?;
-    let mut body = serde_json::to_value(&delivery).map_err(|e| ApiError::Internal(e.into()))?;
-    body["attempts"] = serde_json::to_value(&attempts).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(axum::Json(body))
+    Ok(axum::Json(DeliveryDetail { delivery, attempts }))
 }

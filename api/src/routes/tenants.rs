@@ -18,7 +18,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A list of tokens.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
 struct TokenList {
     data: Vec<tenants::TokenInfo>,
     next_cursor: Option<String>,
@@ -148,9 +147,10 @@ async fn list_tokens(
     };
     let client = state.pool.get().await?;
     let data = tenants::list_tokens(&client, tenant_id).await?;
-    Ok(axum::Json(
-        serde_json::json!({ "data": data, "next_cursor": null }),
-    ))
+    Ok(axum::Json(TokenList {
+        data,
+        next_cursor: None,
+    }))
 }
 
 /// Revokes a token; refused everywhere within 2 seconds.

@@ -26,7 +26,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A page of webhooks.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
 struct WebhookPage {
     data: Vec<WebhookOut>,
     page: i64,
@@ -36,7 +35,6 @@ struct WebhookPage {
 
 /// A rotated secret, shown only here.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
 struct RotatedSecret {
     secret: String,
     /// Until then the previous secret signs beside this one.
@@ -45,7 +43,6 @@ struct RotatedSecret {
 
 /// How a test delivery went.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
 struct TestResult {
     success: bool,
     status_code: Option<u16>,
@@ -446,9 +443,12 @@ async fn list_webhooks(
     let client = state.pool.get().await?;
     let (rows, total) = webhooks::list(&client, tenant, page, per_page).await?;
     let data: Vec<WebhookOut> = rows.into_iter().map(WebhookOut::from).collect();
-    Ok(axum::Json(serde_json::json!({
-        "data": data, "page": page, "per_page": per_page, "total": total,
-    })))
+    Ok(axum::Json(WebhookPage {
+        data,
+        page,
+        per_page,
+        total,
+    }))
 }
 
 /// One webhook.
@@ -550,10 +550,10 @@ async fn rotate_secret(
     )
     .await?
     .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(serde_json::json!({
-        "secret": secret.expose(),
-        "previous_secret_expires_at": expires,
-    })))
+    Ok(axum::Json(RotatedSecret {
+        secret: secret.expose().to_owned(),
+        previous_secret_expires_at: expires,
+    }))
 }
 
 /// Delivers a `webhook.test` event now, through the same rendering, signing
@@ -649,13 +649,13 @@ async fn test_webhook(
         }],
     )
     .await?;
-    Ok(axum::Json(serde_json::json!({
-        "success": success,
-        "status_code": attempt.status_code,
-        "response": attempt.body,
-        "error": attempt.error,
-        "duration_ms": attempt.duration.as_millis(),
-        "event_id": event_id,
-        "delivery_id": delivery_id,
-    })))
+    Ok(axum::Json(TestResult {
+        success,
+        status_code: attempt.status_code,
+        response: attempt.body,
+        error: attempt.error,
+        duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
+        event_id,
+        delivery_id,
+    }))
 }
