@@ -1,6 +1,7 @@
-//! Sending one delivery: the envelope rendered, signed with both schemes,
-//! POSTed with the webhook's headers and timeout through the guarded
-//! client, and the answer read (at most the first 1,000 characters). The
+//! Sending one delivery: the body rendered in the webhook's format, signed
+//! with its schemes, authenticated, POSTed with the webhook's headers and
+//! timeout through the guarded client, and the answer read (at most the
+//! first 1,000 characters). The
 //! worker sends every delivery through it, and the api's test call too, so
 //! a test request is exactly what a receiver will get.
 
@@ -9,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::SecuritySettings;
 use crate::crypto::Sealer;
 use crate::db::webhooks::Webhook;
-use crate::models::{DeliveryMessage, Severity};
+use crate::formats::{EventView, Renderer};
+use crate::models::DeliveryMessage;
 use crate::net_guard::{check_url, delivery_client};
+use crate::outbound_auth::{OutboundAuth, TokenCache};
 use crate::retry;
-use crate::signing::WebhookSecret;
+use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
 
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
@@ -44,6 +45,13 @@ pub struct WebhookConfig {
     pub retry_backoff: Duration,
     /// Deliveries per second across all workers.
     pub rate_limit: Option<u32>,
+    pub renderer: Renderer,
+    pub signing: SigningOptions,
+    /// The simple scheme's header, when the webhook names its own.
+    pub signature_header: Option<HeaderName>,
+    /// Present when `signing.ed25519` is on.
+    pub signing_key: Option<SigningKey>,
+    pub auth: Option<OutboundAuth>,
 }
 
 impl WebhookConfig {
@@ -64,6 +72,8 @@ pub enum LoadError {
     Db(#[from] crate::db::DbError),
     #[error("the webhook's secret cannot be opened: {0}")]
     Secret(String),
+    #[error("the webhook's options are not usable: {0}")]
+    Options(String),
 }
 
 impl WebhookConfig {
@@ -72,12 +82,32 @@ impl WebhookConfig {
     /// # Errors
     /// A secret sealed under another key, or damaged.
     pub fn open(w: Webhook, sealer: &Sealer) -> Result<Self, LoadError> {
+        let open = |sealed: &[u8]| sealer.open(sealed).map_err(|e| LoadError::Secret(e.to_string()));
         let open_secret = |sealed: &[u8]| -> Result<WebhookSecret, LoadError> {
-            let opened = sealer
-                .open(sealed)
-                .map_err(|e| LoadError::Secret(e.to_string()))?;
-            let text = String::from_utf8(opened).map_err(|e| LoadError::Secret(e.to_string()))?;
+            let text = String::from_utf8(open(sealed)?).map_err(|e| LoadError::Secret(e.to_string()))?;
             WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))
+        };
+        let auth = match &w.auth_sealed {
+            Some(sealed) => Some(
+                serde_json::from_slice::<OutboundAuth>(&open(sealed)?)
+                    .map_err(|e| LoadError::Secret(format!("credentials: {e}")))?,
+            ),
+            None => None,
+        };
+        let signing_key = match (&w.signing_key_sealed, w.options.signing.ed25519) {
+            (Some(sealed), true) => {
+                Some(SigningKey::from_seed(&open(sealed)?).map_err(|e| LoadError::Secret(e.to_owned()))?)
+            }
+            _ => None,
+        };
+        let renderer = Renderer::new(w.options.format, w.options.custom.as_ref())
+            .map_err(|e| LoadError::Options(e.to_string()))?;
+        let signature_header = match &w.options.signing.simple_header {
+            Some(name) => Some(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| LoadError::Options(format!("signature header: {e}")))?,
+            ),
+            None => None,
         };
         let secret = open_secret(&w.secret_sealed)?;
         let previous_secret = match (&w.previous_secret_sealed, w.previous_secret_expires_at) {
@@ -110,24 +140,13 @@ impl WebhookConfig {
             retry_backoff: Duration::from_secs(
                 u64::try_from(w.retry_backoff_seconds).unwrap_or(60),
             ),
+            renderer,
+            signing: w.options.signing,
+            signature_header,
+            signing_key,
+            auth,
         })
     }
-}
-
-/// The JSON body a receiver gets.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    timestamp: DateTime<Utc>,
-    tenant_id: Uuid,
-    webhook_id: Uuid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<Severity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-    data: &'a RawValue,
 }
 
 /// What one HTTP attempt came to.
@@ -156,6 +175,7 @@ pub struct Sender {
     /// The delivery client, and the one for webhooks with `verify_ssl` off.
     client: reqwest::Client,
     insecure_client: reqwest::Client,
+    tokens: TokenCache,
 }
 
 impl Sender {
@@ -170,6 +190,7 @@ impl Sender {
             insecure_client: delivery_client(security, !security.allow_insecure_tls)
                 .context("building the HTTP client")?,
             security: security.clone(),
+            tokens: TokenCache::default(),
         })
     }
 
@@ -192,7 +213,7 @@ impl Sender {
                 ..Attempt::default()
             };
         }
-        let body = match serde_json::to_vec(&Envelope {
+        let event = EventView {
             id: &m.event_id,
             event_type: &m.event_type,
             timestamp: m.occurred_at,
@@ -201,53 +222,20 @@ impl Sender {
             severity: m.severity,
             source: m.source.as_deref(),
             data: &m.data,
-        }) {
-            Ok(b) => b,
+        };
+        let body = match webhook.renderer.render(&event) {
+            Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 return Attempt {
-                    error: Some(format!("cannot render the body: {e}")),
+                    error: Some(e.to_string()),
                     outcome: "blocked",
                     blocked: true,
                     ..Attempt::default()
                 };
             }
         };
-        let timestamp = attempted_at.timestamp();
-        // A rotated-out secret signs beside the new one until it expires.
-        let older: Vec<&WebhookSecret> = webhook
-            .previous_secret
-            .iter()
-            .filter(|(_, until)| *until > attempted_at)
-            .map(|(secret, _)| secret)
-            .collect();
         let mut headers = webhook.headers.clone();
-        let fixed: [(HeaderName, String); 7] = [
-            (header::CONTENT_TYPE, "application/json".to_owned()),
-            (HeaderName::from_static("webhook-id"), m.event_id.clone()),
-            (
-                HeaderName::from_static("webhook-timestamp"),
-                timestamp.to_string(),
-            ),
-            (
-                HeaderName::from_static("webhook-signature"),
-                webhook
-                    .secret
-                    .sign_v1_all(&older, &m.event_id, timestamp, &body),
-            ),
-            (
-                self.signature_header.clone(),
-                webhook.secret.sign_sha256_hex(&body),
-            ),
-            (
-                HeaderName::from_static("x-herald-event"),
-                m.event_type.clone(),
-            ),
-            (
-                HeaderName::from_static("x-herald-delivery"),
-                m.delivery_id.to_string(),
-            ),
-        ];
-        for (name, value) in fixed {
+        for (name, value) in self.signed_headers(m, webhook, attempted_at, &body) {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);
             }
@@ -263,16 +251,27 @@ impl Sender {
             &self.insecure_client
         };
         let started = Instant::now();
-        let sent = client
-            .post(&webhook.url)
-            .headers(headers)
-            .timeout(webhook.timeout)
-            .body(body)
-            .send()
+        let mut sent = self
+            .post(client, webhook, headers.clone(), body.clone(), false)
             .await;
+        // An OAuth2 token the endpoint no longer takes: fetch a new one and
+        // send once more, within the same attempt.
+        if matches!(webhook.auth, Some(OutboundAuth::Oauth2 { .. }))
+            && matches!(&sent, Ok(r) if r.status() == http::StatusCode::UNAUTHORIZED)
+        {
+            sent = self.post(client, webhook, headers, body, true).await;
+        }
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) => {
+            Err(SendError::Auth(e)) => {
+                return Attempt {
+                    error: Some(e.to_string()),
+                    outcome: "network_error",
+                    duration: started.elapsed(),
+                    ..Attempt::default()
+                };
+            }
+            Err(SendError::Http(e)) => {
                 return Attempt {
                     error: Some(describe(&e, webhook.timeout)),
                     outcome: if e.is_timeout() {
@@ -321,6 +320,113 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// The headers Herald sets on every request, over any custom ones:
+    /// content type, ids, and the signatures of the webhook's schemes.
+    fn signed_headers(
+        &self,
+        m: &DeliveryMessage,
+        webhook: &WebhookConfig,
+        attempted_at: DateTime<Utc>,
+        body: &[u8],
+    ) -> Vec<(HeaderName, String)> {
+        let timestamp = attempted_at.timestamp();
+        let mut headers = vec![
+            (
+                header::CONTENT_TYPE,
+                webhook.renderer.content_type().to_owned(),
+            ),
+            (HeaderName::from_static("webhook-id"), m.event_id.clone()),
+            (
+                HeaderName::from_static("webhook-timestamp"),
+                timestamp.to_string(),
+            ),
+            (
+                HeaderName::from_static("x-herald-event"),
+                m.event_type.clone(),
+            ),
+            (
+                HeaderName::from_static("x-herald-delivery"),
+                m.delivery_id.to_string(),
+            ),
+        ];
+        // Standard Webhooks signatures share one header, space-separated:
+        // v1 with the current secret and any rotated-out one still valid,
+        // then v1a with the ed25519 key.
+        let mut standard = Vec::new();
+        if webhook.signing.standard {
+            let older: Vec<&WebhookSecret> = webhook
+                .previous_secret
+                .iter()
+                .filter(|(_, until)| *until > attempted_at)
+                .map(|(secret, _)| secret)
+                .collect();
+            standard.push(
+                webhook
+                    .secret
+                    .sign_v1_all(&older, &m.event_id, timestamp, body),
+            );
+        }
+        if let Some(key) = &webhook.signing_key {
+            standard.push(key.sign_v1a(&m.event_id, timestamp, body));
+        }
+        if !standard.is_empty() {
+            headers.push((
+                HeaderName::from_static("webhook-signature"),
+                standard.join(" "),
+            ));
+        }
+        if webhook.signing.simple {
+            headers.push((
+                webhook
+                    .signature_header
+                    .clone()
+                    .unwrap_or_else(|| self.signature_header.clone()),
+                webhook.secret.sign_sha256_hex(body),
+            ));
+        }
+        headers
+    }
+
+    /// One POST, authenticated; `fresh_token` fetches a new OAuth2 token.
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        webhook: &WebhookConfig,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+        fresh_token: bool,
+    ) -> Result<reqwest::Response, SendError> {
+        let started = Instant::now();
+        if let Some(auth) = &webhook.auth {
+            self.tokens
+                .apply(
+                    webhook.id,
+                    auth,
+                    client,
+                    webhook.timeout,
+                    fresh_token,
+                    &mut headers,
+                )
+                .await
+                .map_err(SendError::Auth)?;
+        }
+        client
+            .post(&webhook.url)
+            .headers(headers)
+            .timeout(webhook.timeout.saturating_sub(started.elapsed()))
+            .body(body)
+            .send()
+            .await
+            .map_err(SendError::Http)
+    }
+}
+
+enum SendError {
+    Auth(crate::outbound_auth::AuthError),
+    Http(reqwest::Error),
+}
+
 /// A transport error with its causes, e.g. "connection error: tcp connect
 /// error: Connection refused (os error 111)".
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
@@ -340,3 +446,4 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     }
     text
 }
+

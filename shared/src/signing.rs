@@ -9,7 +9,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use utoipa::ToSchema;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -137,6 +140,110 @@ impl WebhookSecret {
     }
 }
 
+/// Which schemes sign a webhook's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct SigningOptions {
+    /// Standard Webhooks `v1` (HMAC) in `webhook-signature`.
+    pub standard: bool,
+    /// `sha256=<hex>` in the simple scheme's header.
+    pub simple: bool,
+    /// The simple scheme's header; the worker's `signature_header` when
+    /// absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simple_header: Option<String>,
+    /// Standard Webhooks `v1a` (ed25519) in `webhook-signature`, checked
+    /// with the webhook's public key.
+    pub ed25519: bool,
+}
+
+impl Default for SigningOptions {
+    fn default() -> Self {
+        Self {
+            standard: true,
+            simple: true,
+            simple_header: None,
+            ed25519: false,
+        }
+    }
+}
+
+const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+/// A webhook's ed25519 key pair for Standard Webhooks `v1a` signatures.
+/// Stored as its 32-byte seed (sealed); receivers get the public key as
+/// `whpk_<base64>`.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.public_key())
+    }
+}
+
+impl SigningKey {
+    /// A fresh key pair and its seed, to be sealed.
+    ///
+    /// # Errors
+    /// The seed could not be turned into a key (it always can).
+    pub fn generate() -> Result<(Self, [u8; 32]), &'static str> {
+        let seed: [u8; 32] = rand::random();
+        Ok((Self::from_seed(&seed)?, seed))
+    }
+
+    /// # Errors
+    /// A seed that is not 32 bytes.
+    pub fn from_seed(seed: &[u8]) -> Result<Self, &'static str> {
+        Ed25519KeyPair::from_seed_unchecked(seed)
+            .map(|pair| Self { pair })
+            .map_err(|_| "an ed25519 seed is 32 bytes")
+    }
+
+    /// `whpk_<base64 of the 32-byte public key>`.
+    #[must_use]
+    pub fn public_key(&self) -> String {
+        format!(
+            "{PUBLIC_KEY_PREFIX}{}",
+            STANDARD.encode(self.pair.public_key().as_ref())
+        )
+    }
+
+    /// `v1a,<base64 ed25519 signature>` over `"{id}.{timestamp}.{body}"`.
+    #[must_use]
+    pub fn sign_v1a(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut message = Vec::with_capacity(id.len() + 24 + body.len());
+        message.extend_from_slice(format!("{id}.{timestamp}.").as_bytes());
+        message.extend_from_slice(body);
+        format!(
+            "v1a,{}",
+            STANDARD.encode(self.pair.sign(&message).as_ref())
+        )
+    }
+}
+
+/// Checks a `webhook-signature` header (any of its space-separated
+/// signatures) against a `whpk_` public key, as a receiver does.
+#[must_use]
+pub fn verify_v1a(public_key: &str, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let Some(key) = public_key
+        .strip_prefix(PUBLIC_KEY_PREFIX)
+        .and_then(|k| STANDARD.decode(k).ok())
+    else {
+        return false;
+    };
+    let mut message = format!("{id}.{timestamp}.").into_bytes();
+    message.extend_from_slice(body);
+    let key = UnparsedPublicKey::new(&ED25519, key);
+    header.split(' ').any(|candidate| {
+        candidate
+            .strip_prefix("v1a,")
+            .and_then(|sig| STANDARD.decode(sig).ok())
+            .is_some_and(|sig| key.verify(&message, &sig).is_ok())
+    })
+}
+
 fn hmac_with(key: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
     #[allow(clippy::expect_used)]
@@ -179,6 +286,21 @@ mod tests {
         );
         assert!(secret.verify_sha256_hex(b"{}", &sig));
         assert!(!secret.verify_sha256_hex(b"{ }", &sig));
+    }
+
+    #[test]
+    fn ed25519_signs_and_verifies_with_the_public_key() {
+        let (key, seed) = SigningKey::generate().unwrap();
+        let again = SigningKey::from_seed(&seed).unwrap();
+        assert_eq!(key.public_key(), again.public_key());
+        assert!(key.public_key().starts_with("whpk_"));
+        let sig = key.sign_v1a("msg_1", 1_614_265_330, b"{}");
+        assert!(sig.starts_with("v1a,"));
+        let header = format!("v1,bm90IGl0 {sig}");
+        assert!(verify_v1a(&key.public_key(), "msg_1", 1_614_265_330, b"{}", &header));
+        assert!(!verify_v1a(&key.public_key(), "msg_1", 1_614_265_331, b"{}", &header));
+        let (other, _) = SigningKey::generate().unwrap();
+        assert!(!verify_v1a(&other.public_key(), "msg_1", 1_614_265_330, b"{}", &header));
     }
 
     #[test]

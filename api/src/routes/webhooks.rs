@@ -8,11 +8,13 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields};
+use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields, WebhookOptions};
+use herald_shared::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
 use herald_shared::db::{DbError, DbResult};
 use herald_shared::models::EventPattern;
 use herald_shared::net_guard::check_url;
-use herald_shared::signing::WebhookSecret;
+use herald_shared::outbound_auth::{AuthKind, OutboundAuth};
+use herald_shared::signing::{SigningKey, SigningOptions, WebhookSecret};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -67,6 +69,7 @@ const DEFAULT_RETRY_ATTEMPTS: i64 = 5;
 const DEFAULT_BACKOFF: i64 = 60;
 const MAX_HEADERS: usize = 32;
 const MAX_PATTERNS: usize = 100;
+const MAX_TEMPLATE_BYTES: usize = 65_536;
 
 /// Headers Herald sets itself; a webhook may not override them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -81,7 +84,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-signature",
 ];
 
-/// Create and patch share this shape; create requires `name` and `url`.
 /// A webhook's fields as sent to create (`name` and `url` required) or
 /// patch it (only what changes). Also accepted: `events` for
 /// `event_types`, `max_retries` for `retry_attempts`, `enabled` for
@@ -107,6 +109,60 @@ struct WebhookInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     rate_limit: Option<Option<i64>>,
+    /// The body's shape: `json` (default), `splunk_hec`, `datadog`,
+    /// `elastic`, or `custom` with `template`.
+    format: Option<Format>,
+    /// A minijinja template for `format: custom`, over `id`, `type`,
+    /// `timestamp`, `tenant_id`, `webhook_id`, `severity`, `source` and
+    /// `data`; `tojson` renders a value as JSON.
+    template: Option<String>,
+    /// The content type of a custom body (default `application/json`; a
+    /// JSON type must render valid JSON).
+    content_type: Option<String>,
+    /// Which signature schemes sign (only the fields given change).
+    signing: Option<SigningInput>,
+    /// Outbound authentication; an explicit `null` removes it. Never
+    /// answered back: reads show only its `type`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<OutboundAuth>)]
+    auth: Option<Option<OutboundAuth>>,
+}
+
+/// Signature schemes to switch; the fields absent stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SigningInput {
+    /// Standard Webhooks `v1` (HMAC-SHA256) in `webhook-signature`.
+    standard: Option<bool>,
+    /// `sha256=<hex>` in the simple scheme's header.
+    simple: Option<bool>,
+    /// The simple scheme's header name; `null`: the server's
+    /// `worker.signature_header`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    simple_header: Option<Option<String>>,
+    /// Standard Webhooks `v1a` (ed25519); a key pair is made the first
+    /// time, and its public key is shown as `signing.public_key`.
+    ed25519: Option<bool>,
+}
+
+/// The signature schemes as a webhook shows them.
+#[derive(Debug, Serialize, ToSchema)]
+struct SigningOut {
+    standard: bool,
+    simple: bool,
+    /// `null`: the server's `worker.signature_header`.
+    simple_header: Option<String>,
+    ed25519: bool,
+    /// `whpk_…`: what receivers verify `v1a` signatures with.
+    public_key: Option<String>,
+}
+
+/// Which outbound authentication is set (never the credentials).
+#[derive(Debug, Serialize, ToSchema)]
+struct AuthOut {
+    #[serde(rename = "type")]
+    kind: AuthKind,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -140,6 +196,11 @@ struct WebhookOut {
     delivery_success_count: i64,
     delivery_failure_count: i64,
     rate_limit: Option<i32>,
+    format: Format,
+    template: Option<String>,
+    content_type: String,
+    signing: SigningOut,
+    auth: Option<AuthOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -166,6 +227,21 @@ impl From<Webhook> for WebhookOut {
             delivery_success_count: w.delivery_success_count,
             delivery_failure_count: w.delivery_failure_count,
             rate_limit: w.rate_limit,
+            format: w.options.format,
+            content_type: w
+                .options
+                .custom
+                .as_ref()
+                .map_or_else(|| JSON_CONTENT_TYPE.to_owned(), |c| c.content_type.clone()),
+            template: w.options.custom.map(|c| c.template),
+            signing: SigningOut {
+                standard: w.options.signing.standard,
+                simple: w.options.signing.simple,
+                simple_header: w.options.signing.simple_header,
+                ed25519: w.options.signing.ed25519,
+                public_key: w.public_key.filter(|_| w.options.signing.ed25519),
+            },
+            auth: w.options.auth.map(|kind| AuthOut { kind }),
             secret: None,
         }
     }
@@ -290,11 +366,61 @@ fn merge(
         }
     };
 
+    let base_options = base.as_ref().map(|b| b.options.clone()).unwrap_or_default();
+    let format = input.format.unwrap_or(base_options.format);
+    let custom = custom_body(
+        format,
+        input.template,
+        input.content_type,
+        base_options.custom,
+        &mut p,
+    );
+    let signing = signing(input.signing, base_options.signing, &mut p);
+    let (signing_key_sealed, public_key) = match base.as_ref() {
+        Some(b) if b.signing_key_sealed.is_some() || !signing.ed25519 => {
+            (b.signing_key_sealed.clone(), b.public_key.clone())
+        }
+        // The first time ed25519 is switched on: a key pair for good.
+        _ if signing.ed25519 => {
+            let (key, seed) = SigningKey::generate().map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+            (Some(state.sealer.seal(&seed)), Some(key.public_key()))
+        }
+        _ => (None, None),
+    };
+    let (auth_sealed, auth) = match input.auth {
+        Some(Some(auth)) => {
+            check_auth(&auth, state, &mut p);
+            let json = serde_json::to_vec(&auth).map_err(|e| ApiError::Internal(e.into()))?;
+            (Some(state.sealer.seal(&json)), Some(auth))
+        }
+        Some(None) => (None, None),
+        None => match base.as_ref().and_then(|b| b.auth_sealed.clone()) {
+            Some(sealed) => {
+                // Opened only to know which header it sets.
+                let auth = state
+                    .sealer
+                    .open(&sealed)
+                    .ok()
+                    .and_then(|json| serde_json::from_slice::<OutboundAuth>(&json).ok());
+                (Some(sealed), auth)
+            }
+            None => (None, None),
+        },
+    };
+
     let headers = input
         .headers
         .or_else(|| base.as_ref().map(|b| b.headers.clone()))
         .unwrap_or_default();
-    check_headers(&headers, &state.settings.worker.signature_header, &mut p);
+    let mut reserved = vec![
+        signing
+            .simple_header
+            .clone()
+            .unwrap_or_else(|| state.settings.worker.signature_header.clone())
+            .to_ascii_lowercase(),
+    ];
+    reserved.extend(auth.as_ref().map(OutboundAuth::header_name));
+    check_headers(&headers, &reserved, &mut p);
 
     let timeout_seconds = p.range(
         "timeout_seconds",
@@ -363,12 +489,105 @@ fn merge(
             is_active,
             disabled_reason,
             rate_limit,
+            options: WebhookOptions {
+                format,
+                custom,
+                signing,
+                auth: auth.as_ref().map(OutboundAuth::kind),
+            },
+            auth_sealed,
+            signing_key_sealed,
+            public_key,
         },
         shown_secret,
     ))
 }
 
-fn check_headers(headers: &Headers, signature_header: &str, p: &mut Problems) {
+/// The template and content type of a `custom` webhook, checked by
+/// rendering a sample event; `None` for the other formats.
+fn custom_body(
+    format: Format,
+    template: Option<String>,
+    content_type: Option<String>,
+    base: Option<CustomBody>,
+    p: &mut Problems,
+) -> Option<CustomBody> {
+    if format != Format::Custom {
+        if template.is_some() {
+            p.add("template", "is used only with format \"custom\"");
+        }
+        if content_type.is_some() {
+            p.add("content_type", "is set only with format \"custom\"");
+        }
+        return None;
+    }
+    let Some(template) = template.or_else(|| base.as_ref().map(|b| b.template.clone())) else {
+        p.add("template", "is required with format \"custom\"");
+        return None;
+    };
+    let content_type = content_type
+        .or_else(|| base.map(|b| b.content_type))
+        .unwrap_or_else(|| JSON_CONTENT_TYPE.to_owned());
+    let custom = CustomBody {
+        template,
+        content_type,
+    };
+    if custom.template.len() > MAX_TEMPLATE_BYTES {
+        p.add("template", format!("must be at most {MAX_TEMPLATE_BYTES} bytes"));
+    } else if let Err(e) = formats::check_template(&custom) {
+        p.add("template", e);
+    }
+    if HeaderValue::from_str(&custom.content_type).is_err() || !custom.content_type.contains('/') {
+        p.add("content_type", "must be a media type such as application/json");
+    }
+    Some(custom)
+}
+
+fn signing(input: Option<SigningInput>, base: SigningOptions, p: &mut Problems) -> SigningOptions {
+    let mut signing = base;
+    if let Some(i) = input {
+        signing.standard = i.standard.unwrap_or(signing.standard);
+        signing.simple = i.simple.unwrap_or(signing.simple);
+        signing.ed25519 = i.ed25519.unwrap_or(signing.ed25519);
+        if let Some(header) = i.simple_header {
+            signing.simple_header = header;
+        }
+    }
+    if let Some(name) = &signing.simple_header {
+        let lower = name.to_ascii_lowercase();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.add("signing.simple_header", "is not a valid HTTP header name");
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("x-herald-")
+            || lower == "authorization"
+        {
+            p.add("signing.simple_header", "names a header Herald sets otherwise");
+        }
+    }
+    if !(signing.standard || signing.simple || signing.ed25519) {
+        p.add("signing", "at least one scheme must stay on");
+    }
+    signing
+}
+
+fn check_auth(auth: &OutboundAuth, state: &AppState, p: &mut Problems) {
+    for (field, detail) in auth.problems() {
+        p.add(field, detail);
+    }
+    if let OutboundAuth::Oauth2 { token_url, .. } = auth
+        && let Err(e) = check_url(token_url, &state.settings.security)
+    {
+        p.add("auth.token_url", e);
+    }
+    if let OutboundAuth::ApiKey { header, .. } = auth {
+        let lower = header.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-herald-") {
+            p.add("auth.header", "names a header Herald sets itself");
+        }
+    }
+}
+
+fn check_headers(headers: &Headers, reserved: &[String], p: &mut Problems) {
     if headers.len() > MAX_HEADERS {
         p.add("headers", format!("at most {MAX_HEADERS} headers"));
     }
@@ -379,7 +598,7 @@ fn check_headers(headers: &Headers, signature_header: &str, p: &mut Problems) {
             p.add(&field, "is not a valid HTTP header name");
         } else if RESERVED_HEADERS.contains(&lower.as_str())
             || lower.starts_with("x-herald-")
-            || lower == signature_header.to_ascii_lowercase()
+            || reserved.contains(&lower)
         {
             p.add(&field, "is set by Herald and cannot be overridden");
         }

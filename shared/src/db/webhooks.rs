@@ -7,9 +7,26 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
+use crate::formats::{CustomBody, Format};
+use crate::outbound_auth::AuthKind;
+use crate::signing::SigningOptions;
 
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// A webhook's delivery options that are not secret (the `options`
+/// column): body format, signature schemes, which kind of outbound
+/// authentication is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct WebhookOptions {
+    pub format: Format,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<CustomBody>,
+    pub signing: SigningOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthKind>,
+}
 
 /// A webhook as stored (the secret sealed).
 #[derive(Debug, Clone)]
@@ -38,16 +55,25 @@ pub struct Webhook {
     /// The secret before the last rotation, still signing until it expires.
     pub previous_secret_sealed: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub options: WebhookOptions,
+    /// The outbound credentials, sealed JSON.
+    pub auth_sealed: Option<Vec<u8>>,
+    /// The ed25519 seed, sealed.
+    pub signing_key_sealed: Option<Vec<u8>>,
+    /// `whpk_…`, when an ed25519 key exists.
+    pub public_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
     timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
     created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
-    rate_limit, previous_secret_sealed, previous_secret_expires_at";
+    rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
+    signing_key_sealed, public_key";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
         let Json(headers): Json<Headers> = r.get(7);
+        let Json(options): Json<WebhookOptions> = r.get(22);
         Self {
             id: r.get(0),
             tenant_id: r.get(1),
@@ -71,6 +97,10 @@ impl Webhook {
             rate_limit: r.get(19),
             previous_secret_sealed: r.get(20),
             previous_secret_expires_at: r.get(21),
+            options,
+            auth_sealed: r.get(23),
+            signing_key_sealed: r.get(24),
+            public_key: r.get(25),
         }
     }
 }
@@ -91,12 +121,20 @@ pub struct WebhookFields {
     pub is_active: bool,
     pub disabled_reason: Option<String>,
     pub rate_limit: Option<i32>,
+    pub options: WebhookOptions,
+    pub auth_sealed: Option<Vec<u8>>,
+    pub signing_key_sealed: Option<Vec<u8>>,
+    pub public_key: Option<String>,
 }
 
 impl WebhookFields {
     /// The caller-set columns in the order `create` and `update` bind them
-    /// (`$3` to `$15`).
-    fn columns<'a>(&'a self, headers: &'a Json<&'a Headers>) -> [&'a (dyn ToSql + Sync); 13] {
+    /// (`$3` to `$19`).
+    fn columns<'a>(
+        &'a self,
+        headers: &'a Json<&'a Headers>,
+        options: &'a Json<&'a WebhookOptions>,
+    ) -> [&'a (dyn ToSql + Sync); 17] {
         [
             &self.name,
             &self.description,
@@ -111,6 +149,10 @@ impl WebhookFields {
             &self.is_active,
             &self.disabled_reason,
             &self.rate_limit,
+            options,
+            &self.auth_sealed,
+            &self.signing_key_sealed,
+            &self.public_key,
         ]
     }
 }
@@ -131,6 +173,10 @@ impl From<Webhook> for WebhookFields {
             is_active: w.is_active,
             disabled_reason: w.disabled_reason,
             rate_limit: w.rate_limit,
+            options: w.options,
+            auth_sealed: w.auth_sealed,
+            signing_key_sealed: w.signing_key_sealed,
+            public_key: w.public_key,
         }
     }
 }
@@ -145,14 +191,16 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
             headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
-            disabled_reason, rate_limit)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            disabled_reason, rate_limit, options, auth_sealed, signing_key_sealed, public_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+            $19)
          RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
     let headers = Json(&f.headers);
+    let options = Json(&f.options);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &tenant_id];
-    params.extend(f.columns(&headers));
+    params.extend(f.columns(&headers, &options));
     let row = client.query_one(&sql, &params).await?;
     Ok(Webhook::from_row(&row))
 }
@@ -171,7 +219,8 @@ pub async fn update(
         "UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
-            rate_limit = $15, updated_at = now(),
+            rate_limit = $15, options = $16, auth_sealed = $17, signing_key_sealed = $18,
+            public_key = $19, updated_at = now(),
             -- Re-enabling starts the failure run afresh, so the webhook is
             -- not disabled again by the failures that disabled it.
             failing_since = CASE WHEN $13 AND NOT is_active THEN NULL ELSE failing_since END,
@@ -180,8 +229,9 @@ pub async fn update(
          RETURNING {COLUMNS}"
     );
     let headers = Json(&f.headers);
+    let options = Json(&f.options);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &tenant_id];
-    params.extend(f.columns(&headers));
+    params.extend(f.columns(&headers, &options));
     let row = client.query_opt(&sql, &params).await?;
     Ok(row.as_ref().map(Webhook::from_row))
 }
