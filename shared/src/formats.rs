@@ -287,6 +287,17 @@ impl CompiledTemplate {
         // A missing field of the data renders as nothing (or `null` through
         // `tojson`) instead of failing every delivery of that event.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        if is_json(&custom.content_type) {
+            // In a JSON body a missing or null value prints as `null`, so
+            // `{"amount": {{ data.amount }}}` stays valid JSON without it.
+            env.set_formatter(|out, state, value| {
+                if value.is_undefined() || value.is_none() {
+                    out.write_str("null").map_err(minijinja::Error::from)
+                } else {
+                    minijinja::escape_formatter(out, state, value)
+                }
+            });
+        }
         env.add_template_owned(TEMPLATE_NAME, custom.template.clone())
             .map_err(|e| RenderError::Template(describe(&e)))?;
         Ok(Self {
@@ -350,7 +361,8 @@ pub fn is_json(content_type: &str) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The event a template is tried on when a webhook is saved.
@@ -410,7 +422,10 @@ mod tests {
     #[test]
     fn splunk_time_is_seconds_with_milliseconds() {
         let data = RawValue::from_string(r#"{"n":1}"#.to_owned()).expect("raw");
-        let v = render(&Renderer::SplunkHec, &event(&data, Some(Severity::Critical)));
+        let v = render(
+            &Renderer::SplunkHec,
+            &event(&data, Some(Severity::Critical)),
+        );
         assert_eq!(v["time"], json!(1_767_323_045.678));
         assert_eq!(v["sourcetype"], "herald:invoice.paid");
         assert_eq!(v["event"]["severity"], "critical");
@@ -434,8 +449,17 @@ mod tests {
         let r = Renderer::new(Format::Custom, Some(&custom)).expect("parses");
         let data = RawValue::from_string(r#"{"message":"say \"hi\""}"#.to_owned()).expect("raw");
         let v = render(&r, &event(&data, None));
-        assert_eq!(v, json!({"text": "say \"hi\"", "kind": "invoice.paid", "missing": null}));
+        assert_eq!(
+            v,
+            json!({"text": "say \"hi\"", "kind": "invoice.paid", "missing": null})
+        );
 
+        // A missing field prints as null in a JSON body.
+        let sparse = CustomBody {
+            template: r#"{"n": {{ data.n }}, "s": "{{ data.s }}"}"#.to_owned(),
+            content_type: JSON_CONTENT_TYPE.to_owned(),
+        };
+        check_template(&sparse).expect("missing fields render as null");
         let broken = CustomBody {
             template: r#"{"text": {{ data.message }}"#.to_owned(),
             content_type: JSON_CONTENT_TYPE.to_owned(),

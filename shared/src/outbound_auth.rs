@@ -257,7 +257,6 @@ impl TokenCache {
         *cached = Some(token);
         Ok(value)
     }
-
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -288,7 +287,8 @@ async fn fetch_token(
     match client_auth {
         ClientAuthMethod::ClientSecretBasic => {
             // RFC 6749 2.3.1: both parts form-encoded before the base64.
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let mut value = HeaderValue::from_str(&basic(&enc(client_id), &enc(client_secret)))
                 .map_err(|_| AuthError::Token("the client credentials are not valid".to_owned()))?;
             value.set_sensitive(true);
@@ -384,7 +384,10 @@ mod tests {
             password: "hunter2".to_owned(),
         };
         let text = format!("{auth:?}");
-        assert!(!text.contains("hunter2") && !text.contains("user"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("user"),
+            "{text}"
+        );
         assert!(text.contains("Basic"), "{text}");
     }
 

@@ -82,9 +82,14 @@ impl WebhookConfig {
     /// # Errors
     /// A secret sealed under another key, or damaged.
     pub fn open(w: Webhook, sealer: &Sealer) -> Result<Self, LoadError> {
-        let open = |sealed: &[u8]| sealer.open(sealed).map_err(|e| LoadError::Secret(e.to_string()));
+        let open = |sealed: &[u8]| {
+            sealer
+                .open(sealed)
+                .map_err(|e| LoadError::Secret(e.to_string()))
+        };
         let open_secret = |sealed: &[u8]| -> Result<WebhookSecret, LoadError> {
-            let text = String::from_utf8(open(sealed)?).map_err(|e| LoadError::Secret(e.to_string()))?;
+            let text =
+                String::from_utf8(open(sealed)?).map_err(|e| LoadError::Secret(e.to_string()))?;
             WebhookSecret::parse(&text).map_err(|e| LoadError::Secret(e.to_owned()))
         };
         let auth = match &w.auth_sealed {
@@ -95,9 +100,10 @@ impl WebhookConfig {
             None => None,
         };
         let signing_key = match (&w.signing_key_sealed, w.options.signing.ed25519) {
-            (Some(sealed), true) => {
-                Some(SigningKey::from_seed(&open(sealed)?).map_err(|e| LoadError::Secret(e.to_owned()))?)
-            }
+            (Some(sealed), true) => Some(
+                SigningKey::from_seed(&open(sealed)?)
+                    .map_err(|e| LoadError::Secret(e.to_owned()))?,
+            ),
             _ => None,
         };
         let renderer = Renderer::new(w.options.format, w.options.custom.as_ref())
@@ -251,16 +257,20 @@ impl Sender {
             &self.insecure_client
         };
         let started = Instant::now();
-        let mut sent = self
-            .post(client, webhook, headers.clone(), body.clone(), false)
-            .await;
-        // An OAuth2 token the endpoint no longer takes: fetch a new one and
-        // send once more, within the same attempt.
-        if matches!(webhook.auth, Some(OutboundAuth::Oauth2 { .. }))
-            && matches!(&sent, Ok(r) if r.status() == http::StatusCode::UNAUTHORIZED)
-        {
-            sent = self.post(client, webhook, headers, body, true).await;
-        }
+        let sent = if matches!(webhook.auth, Some(OutboundAuth::Oauth2 { .. })) {
+            let first = self
+                .post(client, webhook, headers.clone(), body.clone(), false)
+                .await;
+            // A token the endpoint no longer takes: fetch a new one and
+            // send once more, within the same attempt.
+            if matches!(&first, Ok(r) if r.status() == http::StatusCode::UNAUTHORIZED) {
+                self.post(client, webhook, headers, body, true).await
+            } else {
+                first
+            }
+        } else {
+            self.post(client, webhook, headers, body, false).await
+        };
         let mut response = match sent {
             Ok(r) => r,
             Err(SendError::Auth(e)) => {
@@ -446,4 +456,3 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     }
     text
 }
-

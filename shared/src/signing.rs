@@ -216,10 +216,7 @@ impl SigningKey {
         let mut message = Vec::with_capacity(id.len() + 24 + body.len());
         message.extend_from_slice(format!("{id}.{timestamp}.").as_bytes());
         message.extend_from_slice(body);
-        format!(
-            "v1a,{}",
-            STANDARD.encode(self.pair.sign(&message).as_ref())
-        )
+        format!("v1a,{}", STANDARD.encode(self.pair.sign(&message).as_ref()))
     }
 }
 
@@ -297,10 +294,28 @@ mod tests {
         let sig = key.sign_v1a("msg_1", 1_614_265_330, b"{}");
         assert!(sig.starts_with("v1a,"));
         let header = format!("v1,bm90IGl0 {sig}");
-        assert!(verify_v1a(&key.public_key(), "msg_1", 1_614_265_330, b"{}", &header));
-        assert!(!verify_v1a(&key.public_key(), "msg_1", 1_614_265_331, b"{}", &header));
+        assert!(verify_v1a(
+            &key.public_key(),
+            "msg_1",
+            1_614_265_330,
+            b"{}",
+            &header
+        ));
+        assert!(!verify_v1a(
+            &key.public_key(),
+            "msg_1",
+            1_614_265_331,
+            b"{}",
+            &header
+        ));
         let (other, _) = SigningKey::generate().unwrap();
-        assert!(!verify_v1a(&other.public_key(), "msg_1", 1_614_265_330, b"{}", &header));
+        assert!(!verify_v1a(
+            &other.public_key(),
+            "msg_1",
+            1_614_265_330,
+            b"{}",
+            &header
+        ));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields, WebhookOptions};
-use herald_shared::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
 use herald_shared::db::{DbError, DbResult};
+use herald_shared::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
 use herald_shared::models::EventPattern;
 use herald_shared::net_guard::check_url;
 use herald_shared::outbound_auth::{AuthKind, OutboundAuth};
@@ -382,7 +382,8 @@ fn merge(
         }
         // The first time ed25519 is switched on: a key pair for good.
         _ if signing.ed25519 => {
-            let (key, seed) = SigningKey::generate().map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+            let (key, seed) =
+                SigningKey::generate().map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
             (Some(state.sealer.seal(&seed)), Some(key.public_key()))
         }
         _ => (None, None),
@@ -533,12 +534,18 @@ fn custom_body(
         content_type,
     };
     if custom.template.len() > MAX_TEMPLATE_BYTES {
-        p.add("template", format!("must be at most {MAX_TEMPLATE_BYTES} bytes"));
+        p.add(
+            "template",
+            format!("must be at most {MAX_TEMPLATE_BYTES} bytes"),
+        );
     } else if let Err(e) = formats::check_template(&custom) {
         p.add("template", e);
     }
     if HeaderValue::from_str(&custom.content_type).is_err() || !custom.content_type.contains('/') {
-        p.add("content_type", "must be a media type such as application/json");
+        p.add(
+            "content_type",
+            "must be a media type such as application/json",
+        );
     }
     Some(custom)
 }
@@ -561,7 +568,10 @@ fn signing(input: Option<SigningInput>, base: SigningOptions, p: &mut Problems) 
             || lower.starts_with("x-herald-")
             || lower == "authorization"
         {
-            p.add("signing.simple_header", "names a header Herald sets otherwise");
+            p.add(
+                "signing.simple_header",
+                "names a header Herald sets otherwise",
+            );
         }
     }
     if !(signing.standard || signing.simple || signing.ed25519) {

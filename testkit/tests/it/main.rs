@@ -4,6 +4,7 @@
 
 mod api;
 mod circuit;
+mod delivery_options;
 mod history;
 mod isolation;
 mod openapi;
