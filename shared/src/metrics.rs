@@ -3,8 +3,8 @@
 //! per-webhook labels: their cardinality is unbounded.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every Herald metric; each process updates the ones that concern it.
@@ -28,6 +28,9 @@ pub struct Metrics {
     pub webhooks_disabled: IntCounter,
     /// Messages parked in the invalid-events queue.
     pub events_invalid: IntCounter,
+    /// How late the latest deliveries were taken up: the longest wait past
+    /// their due time among those a worker took in the last few seconds.
+    pub delivery_backlog_age: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -36,6 +39,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// Webhook latencies: 5 ms to 60 s (and below, for the local fast path).
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
@@ -87,7 +91,16 @@ impl Metrics {
         registry
             .register(Box::new(queue_messages.clone()))
             .expect("registered once");
+        let backlog_age = Gauge::new(
+            "herald_delivery_backlog_age_seconds",
+            "Longest wait past its due time of the deliveries taken up in the last 10 s",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(backlog_age.clone()))
+            .expect("registered once");
         Self {
+            delivery_backlog_age: backlog_age,
             events_received: counter_vec(
                 "herald_events_received_total",
                 "Events accepted",

@@ -155,6 +155,9 @@ fn settings_for(db_name: &str, prefix: &str, extra: &HashMap<String, String>) ->
 /// A running in-process Herald process.
 #[derive(Debug)]
 pub struct ProcessHandle {
+    /// Where it serves `/healthz`, `/readyz` and `/metrics` (the api: its
+    /// API port).
+    pub port: u16,
     stop: CancellationToken,
     join: JoinHandle<anyhow::Result<()>>,
 }
@@ -226,13 +229,14 @@ impl TestEnv {
         let app = herald_api::startup::Application::build(self.settings.clone(), Some(listener))
             .await
             .expect("build api");
-        let base = format!("http://127.0.0.1:{}", app.port());
+        let port = app.port();
+        let base = format!("http://127.0.0.1:{port}");
         let stop = self.stop_all.child_token();
         let join = tokio::spawn(app.run_until_stopped(stop.clone()));
         ApiHandle {
             base,
             http: reqwest::Client::new(),
-            process: ProcessHandle { stop, join },
+            process: ProcessHandle { port, stop, join },
         }
     }
 
@@ -240,24 +244,26 @@ impl TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind dispatcher");
+        let port = listener.local_addr().expect("an address").port();
         let stop = self.stop_all.child_token();
         let join = tokio::spawn(herald_dispatcher::run::run(
             self.settings.clone(),
             Some(listener),
             stop.clone(),
         ));
-        ProcessHandle { stop, join }
+        ProcessHandle { port, stop, join }
     }
 
     pub async fn start_worker(&self) -> ProcessHandle {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+        let port = listener.local_addr().expect("an address").port();
         let stop = self.stop_all.child_token();
         let join = tokio::spawn(herald_worker::run::run(
             self.settings.clone(),
             Some(listener),
             stop.clone(),
         ));
-        ProcessHandle { stop, join }
+        ProcessHandle { port, stop, join }
     }
 
     /// An api, a dispatcher and a worker: the whole pipeline.

@@ -10,10 +10,14 @@
 
 mod env;
 mod process;
+mod proxy;
 mod receiver;
+mod token_endpoint;
 mod wait;
 
 pub use env::{ADMIN_TOKEN, ApiHandle, ProcessHandle, TestEnv};
-pub use process::{ChildProcess, free_port};
+pub use process::{ChildProcess, free_port, workspace_binary};
+pub use proxy::Proxy;
 pub use receiver::{Received, Receiver};
+pub use token_endpoint::{TokenEndpoint, TokenRequest};
 pub use wait::wait_until;

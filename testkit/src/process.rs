@@ -14,6 +14,27 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Another package's binary of this workspace, beside the test's own
+/// (`target/debug/<name>`); `cargo test --workspace` builds them all.
+///
+/// # Panics
+/// When it has not been built.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/debug/deps/<test> → target/debug/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("the target directory");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` or `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
 /// A running binary; killed (SIGKILL) if dropped while still running.
 #[derive(Debug)]
 pub struct ChildProcess {
@@ -24,7 +45,29 @@ impl ChildProcess {
     /// Starts `binary` with exactly the given `HERALD__…` variables (plus
     /// `PATH` and `RUST_LOG`).
     pub fn spawn(binary: impl AsRef<Path>, args: &[&str], vars: &HashMap<String, String>) -> Self {
-        let child = Command::new(binary.as_ref())
+        Self::start(binary.as_ref(), args, vars, None)
+    }
+
+    /// Like `spawn`, with `RUST_LOG=rust_log` and everything the process
+    /// writes (stdout and stderr) going to the file `log`.
+    pub fn spawn_logged(
+        binary: impl AsRef<Path>,
+        args: &[&str],
+        vars: &HashMap<String, String>,
+        rust_log: &str,
+        log: &Path,
+    ) -> Self {
+        Self::start(binary.as_ref(), args, vars, Some((rust_log, log)))
+    }
+
+    fn start(
+        binary: &Path,
+        args: &[&str],
+        vars: &HashMap<String, String>,
+        logged: Option<(&str, &Path)>,
+    ) -> Self {
+        let mut command = Command::new(binary);
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -33,9 +76,16 @@ impl ChildProcess {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
             .envs(vars)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn Herald binary");
+            .stdin(Stdio::null());
+        if let Some((rust_log, log)) = logged {
+            let file = std::fs::File::create(log).expect("create the log file");
+            let err = file.try_clone().expect("clone the log file");
+            command
+                .env("RUST_LOG", rust_log)
+                .stdout(Stdio::from(file))
+                .stderr(Stdio::from(err));
+        }
+        let child = command.spawn().expect("spawn Herald binary");
         Self { child }
     }
 

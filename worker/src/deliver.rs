@@ -23,6 +23,7 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
 use tracing::Instrument;
 
+use crate::backlog::Backlog;
 use crate::breaker::Breaker;
 use crate::limiter::{EndpointLimiter, Signal};
 use crate::rate::RateLimiter;
@@ -58,6 +59,8 @@ pub struct Worker {
     /// A webhook whose every attempt failed for this long, and at least
     /// this many times, is disabled.
     pub disable_after: (Duration, u32),
+    /// How late deliveries are taken up, for the backlog-age gauge.
+    pub backlog: Arc<Backlog>,
 }
 
 impl Handler for Worker {
@@ -147,6 +150,13 @@ impl Worker {
             }
         }
 
+        if !m.manual {
+            // How long past its due time this delivery waited for a worker.
+            let due = m.due_at.unwrap_or(m.received_at);
+            self.backlog
+                .observe((Utc::now() - due).to_std().unwrap_or_default());
+        }
+
         let Some(webhook) = self.cache.get(m.webhook_id).await? else {
             return Ok(());
         };
@@ -231,6 +241,30 @@ impl Worker {
             }
             Verdict::Gone | Verdict::Fail => (DeliveryStatus::Failed, None),
         };
+
+        // Inside the delivery's span: the ids and attempt come with it.
+        // The error text is Herald's own (never a header or credential).
+        let duration_ms = u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX);
+        match new_status {
+            DeliveryStatus::Success => {
+                tracing::debug!(status_code = attempt.status_code, duration_ms, "delivered");
+            }
+            DeliveryStatus::Retrying => tracing::debug!(
+                status_code = attempt.status_code,
+                duration_ms,
+                outcome = attempt.outcome,
+                error.message = attempt.error.as_deref().unwrap_or_default(),
+                next_attempt_at = ?next_attempt_at,
+                "attempt failed; retry scheduled"
+            ),
+            _ => tracing::info!(
+                status_code = attempt.status_code,
+                duration_ms,
+                outcome = attempt.outcome,
+                error.message = attempt.error.as_deref().unwrap_or_default(),
+                "delivery failed"
+            ),
+        }
 
         // The follow-up message is confirmed before the attempt is recorded:
         // a crash between the two repeats the attempt (a duplicate POST)

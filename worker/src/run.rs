@@ -11,6 +11,7 @@ use herald_shared::sender::Sender;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::backlog::{Backlog, WINDOW};
 use crate::breaker::Breaker;
 use crate::deliver::Worker;
 use crate::limiter::EndpointLimiter;
@@ -39,6 +40,13 @@ pub async fn run(
         let shutdown = shutdown.clone();
         async move { rate.heartbeat(pool, shutdown).await }
     });
+    let backlog = Arc::new(Backlog::default());
+    let backlog_gauge = tokio::spawn({
+        let backlog = Arc::clone(&backlog);
+        let gauge = base.metrics.delivery_backlog_age.clone();
+        let shutdown = shutdown.clone();
+        async move { backlog.publish(gauge, WINDOW, shutdown).await }
+    });
     let worker = Arc::new(Worker {
         rate,
         recorder: Recorder::spawn(base.pool.clone()),
@@ -57,6 +65,7 @@ pub async fn run(
             Duration::from_secs(settings.worker.disable_after_failing_seconds),
             settings.worker.disable_after_failures,
         ),
+        backlog,
     });
     let config = ConsumerConfig {
         name: format!("{} herald-worker", base.topology.prefix()),
@@ -74,6 +83,7 @@ pub async fn run(
     )
     .await;
     let _ = heartbeat.await;
+    let _ = backlog_gauge.await;
     base.finish().await;
     tracing::info!("worker stopped");
     Ok(())

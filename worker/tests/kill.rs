@@ -129,3 +129,84 @@ async fn sigterm_finishes_deliveries_in_flight_before_exiting() {
     );
     assert_eq!(receiver.requests().len(), 5, "nothing was sent twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_drain_timeout_leaves_unfinished_deliveries_in_the_queue() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let _dispatcher = env.start_dispatcher().await;
+    let receiver = Receiver::start().await;
+    // Answers slower than the drain: the worker must give them up.
+    receiver.respond_after(Duration::from_secs(8));
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"],
+               "timeout_seconds": 30}),
+    )
+    .await;
+    let mut sent = HashSet::new();
+    for i in 0..5 {
+        sent.insert(
+            api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
+                .await,
+        );
+    }
+    let mut vars = worker_vars(&env);
+    vars.insert(
+        "HERALD__WORKER__SHUTDOWN_TIMEOUT_SECONDS".to_owned(),
+        "1".to_owned(),
+    );
+    let mut worker = ChildProcess::spawn(WORKER, &[], &vars);
+    wait_until(
+        Duration::from_secs(20),
+        "five requests in flight",
+        || async { (receiver.requests().len() == 5).then_some(()) },
+    )
+    .await;
+    worker.terminate();
+    let status = worker
+        .wait_exit(Duration::from_secs(6))
+        .await
+        .expect("exits soon after the drain timeout, not after the answers");
+    assert!(status.success(), "clean exit, got {status}");
+    // None completed: every one is still pending, none recorded as an
+    // attempt, and all five are back in the deliveries queue.
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+            .await,
+        5
+    );
+    assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 0);
+    let (_conn, ch) = env.amqp().await;
+    let depth = ch
+        .queue_declare(
+            env.topology.deliveries().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("the deliveries queue")
+        .message_count();
+    assert_eq!(depth, 5, "the unfinished deliveries are back in the queue");
+
+    // The next worker delivers them.
+    receiver.respond_after(Duration::ZERO);
+    let _next = ChildProcess::spawn(WORKER, &[], &worker_vars(&env));
+    wait_until(Duration::from_secs(30), "all five delivered", || async {
+        (env.count("SELECT count(*) FROM deliveries WHERE status = 'success'")
+            .await
+            == 5)
+            .then_some(())
+    })
+    .await;
+    let ids: HashSet<String> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, sent);
+}

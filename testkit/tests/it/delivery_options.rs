@@ -2,15 +2,10 @@
 //! templates checked when saved, outbound authentication of every kind
 //! (OAuth2 against a real token endpoint), and the signature schemes.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use herald_shared::signing::{WebhookSecret, verify_v1a};
-use herald_testkit::{ApiHandle, Received, Receiver, TestEnv, wait_until};
+use herald_testkit::{ApiHandle, Received, Receiver, TestEnv, TokenEndpoint, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -376,54 +371,6 @@ async fn each_auth_kind_reaches_the_receiver_and_is_never_answered() {
     assert_eq!(read["auth"], Value::Null);
 }
 
-/// A token request's `Authorization` header and form body.
-type TokenRequest = (Option<String>, String);
-
-/// A real OAuth2 token endpoint: every request gets a new token
-/// (`tok-1`, `tok-2`, …) valid for `expires_in` seconds.
-#[derive(Clone, Default)]
-struct TokenEndpoint {
-    requests: Arc<Mutex<Vec<TokenRequest>>>,
-}
-
-impl TokenEndpoint {
-    async fn start(expires_in: u64) -> (Self, String) {
-        let endpoint = Self::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the token endpoint");
-        let addr = listener.local_addr().expect("an address");
-        let app = Router::new()
-            .route(
-                "/token",
-                post(
-                    move |State(e): State<TokenEndpoint>, headers: HeaderMap, body: String| async move {
-                        let auth = headers
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let n = {
-                            let mut requests = e.requests.lock().expect("lock");
-                            requests.push((auth, body));
-                            requests.len()
-                        };
-                        axum::Json(json!({"access_token": format!("tok-{n}"),
-                            "token_type": "Bearer", "expires_in": expires_in}))
-                    },
-                ),
-            )
-            .with_state(endpoint.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (endpoint, format!("http://{addr}/token"))
-    }
-
-    fn count(&self) -> usize {
-        self.requests.lock().expect("lock").len()
-    }
-}
-
 async fn bearer_of(receiver: &Receiver, event_id: &str) -> Vec<String> {
     wait_until(WAIT, "the delivery", || async {
         let seen: Vec<String> = receiver
@@ -470,7 +417,7 @@ async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_fetched_again_afte
     );
     assert_eq!(tokens.count(), 1);
     {
-        let requests = tokens.requests.lock().expect("lock");
+        let requests = tokens.requests();
         let (auth, body) = &requests[0];
         // client_secret_basic, both parts form-encoded first.
         assert_eq!(

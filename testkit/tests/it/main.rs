@@ -8,6 +8,7 @@ mod delivery_options;
 mod history;
 mod isolation;
 mod openapi;
+mod operations;
 mod pipeline;
 mod resilience;
 mod retries;
