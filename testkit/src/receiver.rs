@@ -77,16 +77,87 @@ type Scripted = (u16, Vec<(&'static str, String)>);
 /// The endpoint; stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    /// Serving https with a self-signed certificate.
+    tls: bool,
     shared: Shared,
     stop: CancellationToken,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
+        let (listener, shared, app) = Self::parts().await;
+        let addr = listener.local_addr().expect("receiver address");
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+        });
+        Self {
+            addr,
+            tls: false,
+            shared,
+            stop,
+        }
+    }
+
+    /// The same endpoint over https, with a self-signed certificate (for
+    /// `verify_ssl: false`). A client that checks certificates fails the
+    /// handshake and is not recorded.
+    pub async fn start_tls() -> Self {
+        use tokio_rustls::rustls;
+        let (listener, shared, app) = Self::parts().await;
+        let addr = listener.local_addr().expect("receiver address");
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("a self-signed certificate");
+        let key =
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .expect("the certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    () = cancel.cancelled() => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            tls: true,
+            shared,
+            stop,
+        }
+    }
+
+    async fn parts() -> (tokio::net::TcpListener, Shared, Router) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver address");
         let shared = Shared {
             requests: Arc::new(Mutex::new(Vec::new())),
             status: Arc::new(AtomicU16::new(200)),
@@ -96,19 +167,13 @@ impl Receiver {
         let app = Router::new()
             .route("/{*path}", post(record))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let cancel = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-        });
-        Self { addr, shared, stop }
+        (listener, shared, app)
     }
 
     /// A URL on this endpoint.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/{}", self.addr, path.trim_start_matches('/'))
     }
 
     /// Answer this status from now on.

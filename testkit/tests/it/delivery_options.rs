@@ -300,6 +300,27 @@ async fn each_auth_kind_reaches_the_receiver_and_is_never_answered() {
         assert!(!list.to_string().contains(c), "a credential in the list");
     }
 
+    // Sealed at rest: no credential in any stored column.
+    let client = env.db().await;
+    for row in client
+        .query(
+            "SELECT coalesce(auth_sealed, ''), options::text, headers::text FROM webhooks",
+            &[],
+        )
+        .await
+        .expect("query")
+    {
+        let sealed: Vec<u8> = row.get(0);
+        let stored = format!(
+            "{} {} {}",
+            String::from_utf8_lossy(&sealed),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        );
+        for c in credentials {
+            assert!(!stored.contains(c), "a credential stored in clear");
+        }
+    }
     api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
     let r = one_request(&receiver, "apikey").await;
@@ -574,4 +595,48 @@ async fn read_webhook(api: &ApiHandle, token: &str, hook: &Value) -> Value {
         .await;
     assert_eq!(status, 200, "{read}");
     read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_ssl_false_reaches_a_self_signed_endpoint_and_true_refuses_it() {
+    let env = TestEnv::with(&[("HERALD__SECURITY__ALLOW_INSECURE_TLS", "true")]).await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start_tls().await;
+    assert!(receiver.url("x").starts_with("https://"));
+    let (_, token) = api.create_tenant("acme").await;
+    let insecure = api
+        .create_webhook(
+            &token,
+            json!({"name": "insecure", "url": receiver.url("insecure"), "verify_ssl": false}),
+        )
+        .await;
+    assert_eq!(insecure["verify_ssl"], false);
+    let strict = api
+        .create_webhook(
+            &token,
+            json!({"name": "strict", "url": receiver.url("strict"), "retry_attempts": 0}),
+        )
+        .await;
+    let id = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let r = one_request(&receiver, "insecure").await;
+    assert_eq!(r.header("webhook-id"), Some(id.as_str()));
+    assert!(r.signatures_valid(insecure["secret"].as_str().expect("secret")));
+
+    let client = env.db().await;
+    let error: String = wait_until(WAIT, "the strict delivery failed", || async {
+        client
+            .query_opt(
+                "SELECT a.error FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE d.webhook_id = $1::text::uuid AND d.status = 'failed'",
+                &[&strict["id"].as_str().expect("id")],
+            )
+            .await
+            .expect("query")
+            .map(|row| row.get(0))
+    })
+    .await;
+    assert!(error.contains("certificate"), "{error}");
+    assert!(receiver.requests_to("strict").is_empty());
 }
