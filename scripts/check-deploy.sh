@@ -414,7 +414,8 @@ METRICS = ["herald_events_received_total", "herald_events_invalid_total", "heral
            "herald_delivery_attempts_total", "herald_deliveries_completed_total",
            "herald_delivery_duration_seconds_bucket", "herald_event_to_delivery_seconds_bucket",
            "herald_retries_scheduled_total", "herald_inflight_deliveries", "herald_queue_messages",
-           "herald_webhooks_disabled_total", "herald_delivery_backlog_age_seconds"]
+           "herald_webhooks_disabled_total", "herald_delivery_backlog_age_seconds",
+           "herald_deliveries_exhausted_total"]
 
 def dashboard():
     p = []

@@ -278,6 +278,53 @@ pub struct CompiledTemplate {
 }
 
 const TEMPLATE_NAME: &str = "body";
+/// Instructions one render may take (a loop over 10,000 items fits).
+const TEMPLATE_FUEL: u64 = 200_000;
+/// The largest body a template may render.
+pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
+
+/// How a value prints in a JSON body: strings JSON-escaped (so
+/// `"{{ data.name }}"` stays valid whatever the name holds), a missing or
+/// null value as `null`, numbers and booleans as JSON, objects and lists as
+/// JSON; what `tojson` made is written as it is.
+fn json_formatter(
+    out: &mut minijinja::Output<'_>,
+    _state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    let text = if value.is_undefined() || value.is_none() {
+        "null".to_owned()
+    } else if value.is_safe() {
+        value.to_string()
+    } else if let Some(s) = value.as_str() {
+        let quoted = serde_json::to_string(s).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+        })?;
+        quoted[1..quoted.len() - 1].to_owned()
+    } else {
+        serde_json::to_string(value).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+        })?
+    };
+    out.write_str(&text).map_err(minijinja::Error::from)
+}
+
+/// Collects a render, refusing to grow past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 impl CompiledTemplate {
     /// # Errors
@@ -287,16 +334,10 @@ impl CompiledTemplate {
         // A missing field of the data renders as nothing (or `null` through
         // `tojson`) instead of failing every delivery of that event.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // A template is the tenant's code: bounded work per render.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         if is_json(&custom.content_type) {
-            // In a JSON body a missing or null value prints as `null`, so
-            // `{"amount": {{ data.amount }}}` stays valid JSON without it.
-            env.set_formatter(|out, state, value| {
-                if value.is_undefined() || value.is_none() {
-                    out.write_str("null").map_err(minijinja::Error::from)
-                } else {
-                    minijinja::escape_formatter(out, state, value)
-                }
-            });
+            env.set_formatter(json_formatter);
         }
         env.add_template_owned(TEMPLATE_NAME, custom.template.clone())
             .map_err(|e| RenderError::Template(describe(&e)))?;
@@ -321,20 +362,29 @@ impl CompiledTemplate {
             source => e.source,
             data => minijinja::Value::from_serialize(&data),
         };
-        let text = self
-            .env
+        let mut out = Capped(Vec::new());
+        self.env
             .get_template(TEMPLATE_NAME)
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| RenderError::Template(describe(&e)))?;
+            .and_then(|t| t.render_captured_to(ctx, &mut out).map(drop))
+            .map_err(|e| {
+                // Only the cap fails a write into memory.
+                if e.kind() == minijinja::ErrorKind::WriteFailure {
+                    RenderError::Template(format!(
+                        "the body would be larger than {MAX_RENDERED_BYTES} bytes"
+                    ))
+                } else {
+                    RenderError::Template(describe(&e))
+                }
+            })?;
         if is_json(&self.content_type)
-            && let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            && let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&out.0)
         {
             return Err(RenderError::InvalidJson {
                 content_type: self.content_type.clone(),
                 detail: err.to_string(),
             });
         }
-        Ok(text.into_bytes())
+        Ok(out.0)
     }
 }
 
@@ -460,6 +510,27 @@ mod tests {
             content_type: JSON_CONTENT_TYPE.to_owned(),
         };
         check_template(&sparse).expect("missing fields render as null");
+        // Strings are escaped inside quotes; objects print as JSON.
+        let r = Renderer::new(Format::Custom, Some(&sparse)).expect("parses");
+        let data =
+            RawValue::from_string(r#"{"n": {"a": [1, true]}, "s": "say \"hi\"\n"}"#.to_owned())
+                .expect("raw");
+        assert_eq!(
+            render(&r, &event(&data, None)),
+            json!({"n": {"a": [1, true]}, "s": "say \"hi\"\n"})
+        );
+        // Endless work and huge bodies are cut short.
+        for template in [
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for a in range(100) %}{{ 'x' * 100000 }}{% endfor %}",
+        ] {
+            let err = check_template(&CustomBody {
+                template: template.to_owned(),
+                content_type: "text/plain".to_owned(),
+            })
+            .expect_err("bounded");
+            assert!(err.contains("fuel") || err.contains("larger than"), "{err}");
+        }
         let broken = CustomBody {
             template: r#"{"text": {{ data.message }}"#.to_owned(),
             content_type: JSON_CONTENT_TYPE.to_owned(),

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Event accepted to delivered.
     pub event_to_delivery: Histogram,
     pub retries_scheduled: IntCounter,
+    /// Deliveries whose retries ran out (dead-lettered to the failed queue).
+    pub deliveries_exhausted: IntCounter,
     pub inflight_deliveries: IntGauge,
     pub queue_messages: IntGaugeVec,
     pub webhooks_disabled: IntCounter,
@@ -126,6 +128,10 @@ impl Metrics {
                 "Event received to delivered",
             ),
             retries_scheduled: counter("herald_retries_scheduled_total", "Retries scheduled"),
+            deliveries_exhausted: counter(
+                "herald_deliveries_exhausted_total",
+                "Deliveries whose retries ran out, parked in the failed queue",
+            ),
             inflight_deliveries: inflight,
             queue_messages,
             webhooks_disabled: counter(

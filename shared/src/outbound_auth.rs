@@ -22,6 +22,8 @@ use uuid::Uuid;
 pub const DEFAULT_API_KEY_HEADER: &str = "X-API-Key";
 /// A token is fetched again this long before it expires.
 const REFRESH_BEFORE: Duration = Duration::from_secs(60);
+/// Past this many webhooks' tokens, stale ones are forgotten.
+const PRUNE_AT: usize = 1024;
 /// How long a token without `expires_in` is kept.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -193,11 +195,22 @@ impl TokenCache {
             .slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slots.len() >= PRUNE_AT && !slots.contains_key(&webhook) {
+            // Forget the tokens past their refresh time (webhooks deleted
+            // or idle), keeping any being fetched right now.
+            let now = Instant::now();
+            slots.retain(|_, slot| {
+                slot.try_lock()
+                    .map_or(true, |t| t.as_ref().is_some_and(|t| now < t.refresh_at))
+            });
+        }
         Arc::clone(slots.entry(webhook).or_default())
     }
 
-    /// Sets the authentication headers of one request. `fresh` fetches a
-    /// new OAuth2 token whatever the cache holds (after a 401).
+    /// Sets the authentication headers of one request, and answers the
+    /// OAuth2 token it used. `rejected` is a token the endpoint refused
+    /// (a 401): if the cache still holds it, a new one is fetched; if
+    /// another delivery has replaced it already, that one is used.
     ///
     /// # Errors
     /// The token endpoint failed or answered without a token.
@@ -207,9 +220,10 @@ impl TokenCache {
         auth: &OutboundAuth,
         client: &reqwest::Client,
         timeout: Duration,
-        fresh: bool,
+        rejected: Option<&HeaderValue>,
         headers: &mut HeaderMap,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<HeaderValue>, AuthError> {
+        let mut used = None;
         let (name, value) = match auth {
             OutboundAuth::ApiKey { header, key } => (
                 HeaderName::from_bytes(header.as_bytes()).ok(),
@@ -223,16 +237,17 @@ impl TokenCache {
                 Some(header::AUTHORIZATION),
                 HeaderValue::from_str(&basic(username, password)).ok(),
             ),
-            OutboundAuth::Oauth2 { .. } => (
-                Some(header::AUTHORIZATION),
-                Some(self.token(webhook, auth, client, timeout, fresh).await?),
-            ),
+            OutboundAuth::Oauth2 { .. } => {
+                let token = self.token(webhook, auth, client, timeout, rejected).await?;
+                used = Some(token.clone());
+                (Some(header::AUTHORIZATION), Some(token))
+            }
         };
         if let (Some(name), Some(mut value)) = (name, value) {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(())
+        Ok(used)
     }
 
     async fn token(
@@ -241,14 +256,14 @@ impl TokenCache {
         auth: &OutboundAuth,
         client: &reqwest::Client,
         timeout: Duration,
-        fresh: bool,
+        rejected: Option<&HeaderValue>,
     ) -> Result<HeaderValue, AuthError> {
         let slot = self.slot(webhook);
         let mut cached = slot.lock().await;
-        if !fresh
-            && let Some(t) = cached.as_ref()
+        if let Some(t) = cached.as_ref()
             && t.auth == *auth
             && Instant::now() < t.refresh_at
+            && rejected != Some(&t.value)
         {
             return Ok(t.value.clone());
         }

@@ -18,7 +18,7 @@ use crate::db::webhooks::Webhook;
 use crate::formats::{EventView, Renderer};
 use crate::models::DeliveryMessage;
 use crate::net_guard::{check_url, delivery_client};
-use crate::outbound_auth::{OutboundAuth, TokenCache};
+use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
 use crate::retry;
 use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
 
@@ -257,19 +257,33 @@ impl Sender {
             &self.insecure_client
         };
         let started = Instant::now();
+        // Token fetch, request and any resend share the webhook's timeout.
+        let deadline = started + webhook.timeout;
         let sent = if matches!(webhook.auth, Some(OutboundAuth::Oauth2 { .. })) {
-            let first = self
-                .post(client, webhook, headers.clone(), body.clone(), false)
+            let (first, used) = self
+                .post(
+                    client,
+                    webhook,
+                    headers.clone(),
+                    body.clone(),
+                    None,
+                    deadline,
+                )
                 .await;
-            // A token the endpoint no longer takes: fetch a new one and
-            // send once more, within the same attempt.
+            // A token the endpoint no longer takes: a new one (unless
+            // another delivery already replaced it) and one more send,
+            // within the same attempt.
             if matches!(&first, Ok(r) if r.status() == http::StatusCode::UNAUTHORIZED) {
-                self.post(client, webhook, headers, body, true).await
+                self.post(client, webhook, headers, body, used.as_ref(), deadline)
+                    .await
+                    .0
             } else {
                 first
             }
         } else {
-            self.post(client, webhook, headers, body, false).await
+            self.post(client, webhook, headers, body, None, deadline)
+                .await
+                .0
         };
         let mut response = match sent {
             Ok(r) => r,
@@ -398,37 +412,58 @@ impl Sender {
         headers
     }
 
-    /// One POST, authenticated; `fresh_token` fetches a new OAuth2 token.
+    /// One POST, authenticated, by `deadline`; `rejected` is an OAuth2
+    /// token the endpoint refused. Answers the response and the OAuth2
+    /// token it carried.
     async fn post(
         &self,
         client: &reqwest::Client,
         webhook: &WebhookConfig,
         mut headers: HeaderMap,
         body: bytes::Bytes,
-        fresh_token: bool,
-    ) -> Result<reqwest::Response, SendError> {
-        let started = Instant::now();
+        rejected: Option<&HeaderValue>,
+        deadline: Instant,
+    ) -> (Result<reqwest::Response, SendError>, Option<HeaderValue>) {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let mut used = None;
         if let Some(auth) = &webhook.auth {
-            self.tokens
+            if let OutboundAuth::Oauth2 { token_url, .. } = auth
+                && let Err(e) = check_url(token_url, &self.security)
+            {
+                return (
+                    Err(SendError::Auth(AuthError::Token(format!(
+                        "blocked: the token URL {e}"
+                    )))),
+                    None,
+                );
+            }
+            // Tokens are fetched with certificates checked, whatever the
+            // webhook's `verify_ssl`: the client secret goes there.
+            match self
+                .tokens
                 .apply(
                     webhook.id,
                     auth,
-                    client,
-                    webhook.timeout,
-                    fresh_token,
+                    &self.client,
+                    left(),
+                    rejected,
                     &mut headers,
                 )
                 .await
-                .map_err(SendError::Auth)?;
+            {
+                Ok(token) => used = token,
+                Err(e) => return (Err(SendError::Auth(e)), None),
+            }
         }
-        client
+        let sent = client
             .post(&webhook.url)
             .headers(headers)
-            .timeout(webhook.timeout.saturating_sub(started.elapsed()))
+            .timeout(left())
             .body(body)
             .send()
             .await
-            .map_err(SendError::Http)
+            .map_err(SendError::Http);
+        (sent, used)
     }
 }
 

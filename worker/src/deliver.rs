@@ -176,7 +176,7 @@ impl Worker {
         if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
             && !m.manual
         {
-            return self.park(publisher, m, self.tier_for(wait)).await;
+            return self.hold(publisher, m, self.tier_for(wait)).await;
         }
         // The webhook's rate limit, shared by every worker: without a token
         // the delivery waits, not counted as an attempt.
@@ -184,14 +184,14 @@ impl Worker {
             .rate
             .check(webhook.id, webhook.rate_limit, Instant::now())
         {
-            return self.park(publisher, m, self.tier_for(wait)).await;
+            return self.hold(publisher, m, self.tier_for(wait)).await;
         }
         // An endpoint at its bound of deliveries in flight: this one waits
         // a moment for a place (a fast endpoint frees one at once), then in
         // the shortest tier, not counted as an attempt, so that its slot
         // here goes to another endpoint's delivery.
         let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
-            return self.park(publisher, m, self.tier_for(Duration::ZERO)).await;
+            return self.hold(publisher, m, self.tier_for(Duration::ZERO)).await;
         };
         let attempted_at = Utc::now();
         let attempt_number = state.attempt_count + 1;
@@ -278,6 +278,7 @@ impl Worker {
             self.metrics.retries_scheduled.inc();
         } else if new_status == DeliveryStatus::Failed && matches!(verdict, Verdict::Retry { .. }) {
             self.publish_exhausted(publisher, m, &attempt).await?;
+            self.metrics.deliveries_exhausted.inc();
             // Herald's own events do not announce their own exhaustion, so
             // two failing webhooks cannot keep each other busy.
             if !is_operational(&m.event_type) {
@@ -384,6 +385,19 @@ impl Worker {
 
     /// Puts a message into a retry tier's queue, confirmed; it comes back to
     /// the deliveries queue when the tier's TTL ends.
+    /// Holds a delivery back for a tier, not as an attempt (breaker, rate
+    /// limit, endpoint bound): it is due again when it comes back, so its
+    /// wait in the tier does not count as backlog.
+    async fn hold(
+        &self,
+        publisher: &Channel,
+        m: &mut DeliveryMessage,
+        tier: Duration,
+    ) -> anyhow::Result<()> {
+        m.due_at = Some(Utc::now() + chrono::Duration::from_std(tier).unwrap_or_default());
+        self.park(publisher, m, tier).await
+    }
+
     async fn park(
         &self,
         publisher: &Channel,

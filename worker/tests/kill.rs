@@ -178,20 +178,28 @@ async fn sigterm_past_the_drain_timeout_leaves_unfinished_deliveries_in_the_queu
         5
     );
     assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 0);
+    // The broker requeues them as the channel closes.
     let (_conn, ch) = env.amqp().await;
-    let depth = ch
-        .queue_declare(
-            env.topology.deliveries().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .expect("the deliveries queue")
-        .message_count();
-    assert_eq!(depth, 5, "the unfinished deliveries are back in the queue");
+    wait_until(
+        Duration::from_secs(10),
+        "the unfinished deliveries back in the queue",
+        || async {
+            let depth = ch
+                .queue_declare(
+                    env.topology.deliveries().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .expect("the deliveries queue")
+                .message_count();
+            (depth == 5).then_some(())
+        },
+    )
+    .await;
 
     // The next worker delivers them.
     receiver.respond_after(Duration::ZERO);

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use herald_testkit::{
     ADMIN_TOKEN, ChildProcess, Receiver, TestEnv, TokenEndpoint, free_port, wait_until,
     workspace_binary,
@@ -186,6 +188,11 @@ async fn delivery_logs_carry_their_ids_and_never_a_secret() {
     .await;
     assert!(tokens.count() >= 1);
     secrets.extend((1..=tokens.count()).map(|n| format!("{token_prefix}-{n}")));
+    // The encoded forms too: the basic credentials, and the client's at
+    // the token endpoint.
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    secrets.push(b64(format!("u:{password}")));
+    secrets.push(b64(format!("herald:{client_secret}")));
     secrets.extend([api_key, bearer, password, client_secret]);
 
     worker.terminate();

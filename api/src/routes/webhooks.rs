@@ -388,9 +388,15 @@ fn merge(
         }
         _ => (None, None),
     };
+    let simple_header = signing
+        .simple_header
+        .clone()
+        .unwrap_or_else(|| state.settings.worker.signature_header.clone())
+        .to_ascii_lowercase();
+    let auth_given = input.auth.is_some();
     let (auth_sealed, auth) = match input.auth {
         Some(Some(auth)) => {
-            check_auth(&auth, state, &mut p);
+            check_auth(&auth, state, &simple_header, &mut p);
             let json = serde_json::to_vec(&auth).map_err(|e| ApiError::Internal(e.into()))?;
             (Some(state.sealer.seal(&json)), Some(auth))
         }
@@ -409,17 +415,22 @@ fn merge(
         },
     };
 
+    if !auth_given
+        && auth
+            .as_ref()
+            .is_some_and(|a| a.header_name() == simple_header)
+    {
+        p.add(
+            "signing.simple_header",
+            "is the header the webhook's authentication sets",
+        );
+    }
+
     let headers = input
         .headers
         .or_else(|| base.as_ref().map(|b| b.headers.clone()))
         .unwrap_or_default();
-    let mut reserved = vec![
-        signing
-            .simple_header
-            .clone()
-            .unwrap_or_else(|| state.settings.worker.signature_header.clone())
-            .to_ascii_lowercase(),
-    ];
+    let mut reserved = vec![simple_header];
     reserved.extend(auth.as_ref().map(OutboundAuth::header_name));
     check_headers(&headers, &reserved, &mut p);
 
@@ -580,7 +591,7 @@ fn signing(input: Option<SigningInput>, base: SigningOptions, p: &mut Problems) 
     signing
 }
 
-fn check_auth(auth: &OutboundAuth, state: &AppState, p: &mut Problems) {
+fn check_auth(auth: &OutboundAuth, state: &AppState, simple_header: &str, p: &mut Problems) {
     for (field, detail) in auth.problems() {
         p.add(field, detail);
     }
@@ -591,7 +602,10 @@ fn check_auth(auth: &OutboundAuth, state: &AppState, p: &mut Problems) {
     }
     if let OutboundAuth::ApiKey { header, .. } = auth {
         let lower = header.to_ascii_lowercase();
-        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-herald-") {
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("x-herald-")
+            || lower == simple_header
+        {
             p.add("auth.header", "names a header Herald sets itself");
         }
     }

@@ -582,6 +582,17 @@ async fn ed25519_signatures_verify_with_the_public_key_and_schemes_switch_off() 
         )
         .await;
     assert_eq!(status, 422, "{problem}");
+    // Nor can an API key's header.
+    let (status, problem) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(&json!({"auth": {"type": "api_key", "header": "x-sig", "key": "k"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(field_errors(&problem).contains(&"auth.header".to_owned()));
 }
 
 async fn read_webhook(api: &ApiHandle, token: &str, hook: &Value) -> Value {
@@ -639,4 +650,81 @@ async fn verify_ssl_false_reaches_a_self_signed_endpoint_and_true_refuses_it() {
     .await;
     assert!(error.contains("certificate"), "{error}");
     assert!(receiver.requests_to("strict").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_tokens_stay_with_their_webhook_and_credentials() {
+    let env = TestEnv::new().await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (first_tokens, first_url) = TokenEndpoint::start_with(3600, "first").await;
+    let (second_tokens, second_url) = TokenEndpoint::start_with(3600, "second").await;
+    let (_, token) = api.create_tenant("acme").await;
+    let oauth2 = |url: &str, secret: &str| json!({"type": "oauth2", "token_url": url, "client_id": "c", "client_secret": secret});
+    let a = api
+        .create_webhook(
+            &token,
+            json!({"name": "a", "url": receiver.url("a"), "auth": oauth2(&first_url, "one")}),
+        )
+        .await;
+    api.create_webhook(
+        &token,
+        json!({"name": "b", "url": receiver.url("b"), "auth": oauth2(&second_url, "two")}),
+    )
+    .await;
+    api.create_webhook(&token, json!({"name": "none", "url": receiver.url("none")}))
+        .await;
+    let seen = |path: &'static str, n: usize| {
+        let receiver = &receiver;
+        async move {
+            wait_until(WAIT, &format!("{n} requests to /{path}"), || async {
+                let got: Vec<Option<String>> = receiver
+                    .requests_to(path)
+                    .iter()
+                    .map(|r| r.header("authorization").map(str::to_owned))
+                    .collect();
+                (got.len() == n).then_some(got)
+            })
+            .await
+        }
+    };
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(seen("a", 1).await, [Some("Bearer first-1".to_owned())]);
+    assert_eq!(seen("b", 1).await, [Some("Bearer second-1".to_owned())]);
+    assert_eq!(seen("none", 1).await, [None]);
+
+    // New credentials: a new token, though the old one has not expired.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{}", a["id"].as_str().expect("id")),
+            Some(&token),
+            Some(&json!({"auth": oauth2(&first_url, "rotated")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Webhook changes reach the workers within 2 seconds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    assert_eq!(
+        seen("a", 2).await[1],
+        Some("Bearer first-2".to_owned()),
+        "fetched again with the new secret"
+    );
+    assert_eq!(seen("b", 2).await[1], Some("Bearer second-1".to_owned()));
+    assert_eq!(first_tokens.count(), 2);
+    assert_eq!(second_tokens.count(), 1);
+    assert!(
+        first_tokens.requests()[1]
+            .0
+            .as_deref()
+            .is_some_and(|h| h.ends_with(&base64_of("c:rotated")))
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use herald_testkit::{Proxy, Receiver, TestEnv, wait_until};
+use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -218,9 +219,23 @@ async fn ready(port: u16) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_false_without_the_broker_and_true_when_it_returns() {
-    let broker: SocketAddr = "127.0.0.1:5672".parse().expect("an address");
+    // The broker the other tests use (`HERALD__AMQP__URL`, else local).
+    let plain = TestEnv::new().await;
+    let amqp = url::Url::parse(plain.settings.amqp.url.expose_secret()).expect("an AMQP URL");
+    let broker: SocketAddr = tokio::net::lookup_host((
+        amqp.host_str().expect("a host"),
+        amqp.port().unwrap_or(5672),
+    ))
+    .await
+    .expect("the broker resolves")
+    .next()
+    .expect("an address");
+    drop(plain);
     let proxy = Proxy::start(broker).await;
-    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let mut through = amqp.clone();
+    through.set_host(Some("127.0.0.1")).expect("a host");
+    through.set_port(Some(proxy.port())).expect("a port");
+    let url = through.to_string();
     let env = TestEnv::with(&[("HERALD__AMQP__URL", url.as_str())]).await;
     let (api, dispatcher, worker) = env.start_all().await;
     let ports = [
@@ -274,4 +289,31 @@ async fn readiness_turns_false_without_the_broker_and_true_when_it_returns() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_age_shows_how_late_deliveries_are_taken_up() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let _dispatcher = env.start_dispatcher().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(&token, json!({"name": "h", "url": receiver.url("h")}))
+        .await;
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    // No worker for three seconds: the delivery waits in the queue.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let worker = env.start_worker().await;
+    // Published with the next ten-second window.
+    let age = wait_until(Duration::from_secs(25), "the backlog age", || async {
+        let age = value(
+            &samples(&scrape(worker.port).await),
+            "herald_delivery_backlog_age_seconds",
+        );
+        (age > 0.0).then_some(age)
+    })
+    .await;
+    assert!((3.0..10.0).contains(&age), "waited about 3 s, got {age}");
+    assert_eq!(receiver.requests().len(), 1);
 }
