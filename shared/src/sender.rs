@@ -51,6 +51,8 @@ pub struct WebhookConfig {
     pub signature_header: Option<HeaderName>,
     /// Present when `signing.ed25519` is on.
     pub signing_key: Option<SigningKey>,
+    /// The key before the last rotation and when it stops signing.
+    pub previous_signing_key: Option<(SigningKey, DateTime<Utc>)>,
     pub auth: Option<OutboundAuth>,
 }
 
@@ -106,6 +108,18 @@ impl WebhookConfig {
             ),
             _ => None,
         };
+        let previous_signing_key = match (
+            &w.previous_signing_key_sealed,
+            w.previous_signing_key_expires_at,
+            w.options.signing.ed25519,
+        ) {
+            (Some(sealed), Some(until), true) => Some((
+                SigningKey::from_seed(&open(sealed)?)
+                    .map_err(|e| LoadError::Secret(e.to_owned()))?,
+                until,
+            )),
+            _ => None,
+        };
         let renderer = Renderer::new(w.options.format, w.options.custom.as_ref())
             .map_err(|e| LoadError::Options(e.to_string()))?;
         let signature_header = match &w.options.signing.simple_header {
@@ -150,6 +164,7 @@ impl WebhookConfig {
             signing: w.options.signing,
             signature_header,
             signing_key,
+            previous_signing_key,
             auth,
         })
     }
@@ -393,6 +408,11 @@ impl Sender {
         }
         if let Some(key) = &webhook.signing_key {
             standard.push(key.sign_v1a(&m.event_id, timestamp, body));
+            if let Some((previous, until)) = &webhook.previous_signing_key
+                && *until > attempted_at
+            {
+                standard.push(previous.sign_v1a(&m.event_id, timestamp, body));
+            }
         }
         if !standard.is_empty() {
             headers.push((

@@ -61,6 +61,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_webhooks, create_webhook))
         .routes(routes!(get_webhook, patch_webhook, delete_webhook))
         .routes(routes!(rotate_secret))
+        .routes(routes!(rotate_signing_key))
         .routes(routes!(test_webhook))
 }
 
@@ -156,6 +157,13 @@ struct SigningOut {
     ed25519: bool,
     /// `whpk_…`: what receivers verify `v1a` signatures with.
     public_key: Option<String>,
+    /// After `rotate-signing-key`: the previous public key, whose `v1a`
+    /// signature is still sent beside the new one until
+    /// `previous_public_key_expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_public_key_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Which outbound authentication is set (never the credentials).
@@ -207,6 +215,12 @@ struct WebhookOut {
 
 impl From<Webhook> for WebhookOut {
     fn from(w: Webhook) -> Self {
+        let previous_key = match (w.previous_public_key, w.previous_signing_key_expires_at) {
+            (Some(key), Some(until)) if w.options.signing.ed25519 && until > Utc::now() => {
+                Some((key, until))
+            }
+            _ => None,
+        };
         Self {
             id: w.id,
             tenant_id: w.tenant_id,
@@ -240,6 +254,8 @@ impl From<Webhook> for WebhookOut {
                 simple_header: w.options.signing.simple_header,
                 ed25519: w.options.signing.ed25519,
                 public_key: w.public_key.filter(|_| w.options.signing.ed25519),
+                previous_public_key: previous_key.as_ref().map(|(k, _)| k.clone()),
+                previous_public_key_expires_at: previous_key.map(|(_, until)| until),
             },
             auth: w.options.auth.map(|kind| AuthOut { kind }),
             secret: None,
@@ -796,6 +812,65 @@ async fn rotate_secret(
     Ok(axum::Json(RotatedSecret {
         secret: secret.expose().to_owned(),
         previous_secret_expires_at: expires,
+    }))
+}
+
+/// A rotated ed25519 key pair.
+#[derive(Serialize, ToSchema)]
+struct RotatedSigningKey {
+    /// The new `whpk_…` public key.
+    public_key: Option<String>,
+    /// The previous one, whose `v1a` signature is sent beside the new one
+    /// until `previous_public_key_expires_at`.
+    previous_public_key: Option<String>,
+    previous_public_key_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new ed25519 key pair for `v1a` signatures; the previous key keeps
+/// signing beside it (two `v1a` in `webhook-signature`) for
+/// `api.secret_rotation_overlap_seconds`, so receivers can switch public
+/// keys without a gap. Only for webhooks with `signing.ed25519` on.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-signing-key", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = RotatedSigningKey), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn rotate_signing_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let webhook = webhooks::get(&tx, tenant, id, true)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !webhook.options.signing.ed25519 {
+        return Err(ApiError::invalid(
+            "signing.ed25519",
+            "is off: switch it on (PATCH signing.ed25519) to get a key pair",
+        ));
+    }
+    let (key, seed) = SigningKey::generate().map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+    let overlap = chrono::Duration::seconds(
+        i64::try_from(state.settings.api.secret_rotation_overlap_seconds)
+            .unwrap_or(i64::MAX / 1000),
+    );
+    let rotated = webhooks::rotate_signing_key(
+        &tx,
+        tenant,
+        id,
+        &state.sealer.seal(&seed),
+        &key.public_key(),
+        Utc::now() + overlap,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(axum::Json(RotatedSigningKey {
+        public_key: rotated.public_key,
+        previous_public_key: rotated.previous_public_key,
+        previous_public_key_expires_at: rotated.previous_expires_at,
     }))
 }
 

@@ -62,13 +62,19 @@ pub struct Webhook {
     pub signing_key_sealed: Option<Vec<u8>>,
     /// `whpk_…`, when an ed25519 key exists.
     pub public_key: Option<String>,
+    /// The ed25519 key before the last rotation, still signing until it
+    /// expires, and its public key.
+    pub previous_signing_key_sealed: Option<Vec<u8>>,
+    pub previous_signing_key_expires_at: Option<DateTime<Utc>>,
+    pub previous_public_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
     timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
     created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
     rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
-    signing_key_sealed, public_key";
+    signing_key_sealed, public_key, previous_signing_key_sealed, previous_signing_key_expires_at,
+    previous_public_key";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -101,6 +107,9 @@ impl Webhook {
             auth_sealed: r.get(23),
             signing_key_sealed: r.get(24),
             public_key: r.get(25),
+            previous_signing_key_sealed: r.get(26),
+            previous_signing_key_expires_at: r.get(27),
+            previous_public_key: r.get(28),
         }
     }
 }
@@ -373,4 +382,48 @@ pub async fn rotate_secret(
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// What a signing key rotation answers.
+#[derive(Debug)]
+pub struct RotatedKey {
+    pub public_key: Option<String>,
+    pub previous_public_key: Option<String>,
+    pub previous_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Replaces the webhook's ed25519 key; the current one keeps signing
+/// beside it until `overlap_until`. `None` when there is no such webhook.
+///
+/// # Errors
+/// A database error.
+pub async fn rotate_signing_key(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    new_sealed: &[u8],
+    new_public_key: &str,
+    overlap_until: DateTime<Utc>,
+) -> DbResult<Option<RotatedKey>> {
+    let row = client
+        .query_opt(
+            "UPDATE webhooks SET previous_signing_key_sealed = signing_key_sealed,
+                 previous_public_key = public_key, previous_signing_key_expires_at = $5,
+                 signing_key_sealed = $3, public_key = $4, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2
+             RETURNING public_key, previous_public_key, previous_signing_key_expires_at",
+            &[
+                &id,
+                &tenant_id,
+                &new_sealed,
+                &new_public_key,
+                &overlap_until,
+            ],
+        )
+        .await?;
+    Ok(row.map(|r| RotatedKey {
+        public_key: r.get(0),
+        previous_public_key: r.get(1),
+        previous_expires_at: r.get(2),
+    }))
 }

@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/webhooks/{id}"),
     ("post", "/v1/webhooks/{id}/test"),
     ("post", "/v1/webhooks/{id}/rotate-secret"),
+    ("post", "/v1/webhooks/{id}/rotate-signing-key"),
     ("post", "/v1/webhooks/{id}/recover"),
     ("post", "/v1/events"),
     ("post", "/v1/events/batch"),

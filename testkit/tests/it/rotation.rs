@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_shared::signing::WebhookSecret;
+use herald_shared::signing::{WebhookSecret, verify_v1a};
 use herald_testkit::{Received, Receiver, TestEnv, wait_until};
 use reqwest::Method;
 use serde_json::json;
@@ -168,6 +168,115 @@ async fn a_test_delivery_goes_out_signed_now_and_is_recorded() {
     let (_, result) = api.call(Method::POST, &path, Some(&token), None).await;
     assert_eq!(result["success"], false);
     assert_eq!(result["status_code"], 500);
+    assert_eq!(
+        api.call(Method::POST, &path, Some(&other), None).await.0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_signing_key_signs_beside_the_new_one_until_the_overlap_ends() {
+    let env = TestEnv::with(&[("HERALD__API__SECRET_ROTATION_OVERLAP_SECONDS", "3")]).await;
+    let (api, _d, _w) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    let plain = api
+        .create_webhook(
+            &token,
+            json!({"name": "plain", "url": receiver.url("plain"),
+            "event_types": ["none"]}),
+        )
+        .await;
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "h", "url": receiver.url("h"), "signing": {"ed25519": true}}),
+        )
+        .await;
+    let old = hook["signing"]["public_key"].as_str().unwrap().to_owned();
+    let path = format!(
+        "/v1/webhooks/{}/rotate-signing-key",
+        hook["id"].as_str().unwrap()
+    );
+    let (status, rotated) = api.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["previous_public_key"], old.as_str());
+    assert!(rotated["previous_public_key_expires_at"].is_string());
+    let (_, read) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(read["signing"]["public_key"], new.as_str());
+    assert_eq!(read["signing"]["previous_public_key"], old.as_str());
+
+    let v1a_count = |r: &Received| {
+        r.header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .filter(|s| s.starts_with("v1a,"))
+            .count()
+    };
+    let verifies = |r: &Received, key: &str| {
+        verify_v1a(
+            key,
+            r.header("webhook-id").unwrap(),
+            r.header("webhook-timestamp").unwrap().parse().unwrap(),
+            &r.body,
+            r.header("webhook-signature").unwrap(),
+        )
+    };
+    // Within the overlap both keys verify (config reaches the worker
+    // within 2 s).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let during = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let got = wait_until(WAIT, "the delivery during the overlap", || async {
+        receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("webhook-id") == Some(during.as_str()))
+    })
+    .await;
+    assert!(verifies(&got, &new) && verifies(&got, &old));
+    assert_eq!(v1a_count(&got), 2);
+
+    // After it: only the new key.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let got = wait_until(WAIT, "the delivery after the overlap", || async {
+        receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("webhook-id") == Some(after.as_str()))
+    })
+    .await;
+    assert!(verifies(&got, &new));
+    assert!(!verifies(&got, &old));
+    assert_eq!(v1a_count(&got), 1);
+
+    // Only with ed25519 on, and only the tenant's own.
+    let (status, problem) = api
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/webhooks/{}/rotate-signing-key",
+                plain["id"].as_str().unwrap()
+            ),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
     assert_eq!(
         api.call(Method::POST, &path, Some(&other), None).await.0,
         404
