@@ -332,12 +332,12 @@ async fn fetch_token(
         .body(body)
         .send()
         .await
-        .map_err(|e| AuthError::Token(without_url(&e)))?;
+        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|e| AuthError::Token(without_url(&e)))?;
+        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?;
     if !status.is_success() {
         let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         return Err(AuthError::Token(format!(
@@ -366,26 +366,6 @@ async fn fetch_token(
         value,
         refresh_at: started + lifetime.saturating_sub(REFRESH_BEFORE),
     })
-}
-
-/// A transport error's text without the URL (it could carry credentials
-/// in its query string).
-fn without_url(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection error".to_owned()
-    } else {
-        "request error".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

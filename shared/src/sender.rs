@@ -493,8 +493,9 @@ enum SendError {
 }
 
 /// A transport error with its causes, e.g. "connection error: tcp connect
-/// error: Connection refused (os error 111)".
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+/// error: Connection refused (os error 111)". Never the URL (reqwest's own
+/// text has it, and a URL may carry credentials in its query).
+pub(crate) fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}s", timeout.as_secs());
     }

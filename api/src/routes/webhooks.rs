@@ -795,17 +795,13 @@ async fn rotate_secret(
         Some(s) => WebhookSecret::parse(s.trim()).map_err(|e| ApiError::invalid("secret", e))?,
         None => WebhookSecret::generate(),
     };
-    let overlap = chrono::Duration::seconds(
-        i64::try_from(state.settings.api.secret_rotation_overlap_seconds)
-            .unwrap_or(i64::MAX / 1000),
-    );
     let client = state.pool.get().await?;
     let expires = webhooks::rotate_secret(
         &client,
         tenant,
         id,
         &state.sealer.seal(secret.expose().as_bytes()),
-        Utc::now() + overlap,
+        overlap_until(&state),
     )
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -813,6 +809,15 @@ async fn rotate_secret(
         secret: secret.expose().to_owned(),
         previous_secret_expires_at: expires,
     }))
+}
+
+/// When a rotated-out secret or key stops signing.
+fn overlap_until(state: &AppState) -> DateTime<Utc> {
+    let overlap = chrono::Duration::seconds(
+        i64::try_from(state.settings.api.secret_rotation_overlap_seconds)
+            .unwrap_or(i64::MAX / 1000),
+    );
+    Utc::now() + overlap
 }
 
 /// A rotated ed25519 key pair.
@@ -852,17 +857,13 @@ async fn rotate_signing_key(
         ));
     }
     let (key, seed) = SigningKey::generate().map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
-    let overlap = chrono::Duration::seconds(
-        i64::try_from(state.settings.api.secret_rotation_overlap_seconds)
-            .unwrap_or(i64::MAX / 1000),
-    );
     let rotated = webhooks::rotate_signing_key(
         &tx,
         tenant,
         id,
         &state.sealer.seal(&seed),
         &key.public_key(),
-        Utc::now() + overlap,
+        overlap_until(&state),
     )
     .await?
     .ok_or(ApiError::NotFound)?;

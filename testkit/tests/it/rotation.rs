@@ -10,6 +10,17 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The request that carried event `id`, once it has arrived.
+async fn request_for(receiver: &Receiver, id: &str, what: &str) -> Received {
+    wait_until(WAIT, what, || async {
+        receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("webhook-id") == Some(id))
+    })
+    .await
+}
+
 fn v1_valid(r: &Received, secret: &str) -> bool {
     let secret = WebhookSecret::parse(secret).expect("a secret");
     let (Some(id), Some(ts), Some(header)) = (
@@ -60,13 +71,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
     let during = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    let got = wait_until(WAIT, "the delivery during the overlap", || async {
-        receiver
-            .requests()
-            .into_iter()
-            .find(|r| r.header("webhook-id") == Some(during.as_str()))
-    })
-    .await;
+    let got = request_for(&receiver, &during, "the delivery during the overlap").await;
     assert!(v1_valid(&got, &old), "the old secret still verifies");
     assert!(v1_valid(&got, &new), "the new secret verifies");
     assert!(
@@ -79,13 +84,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
     let after = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    let got = wait_until(WAIT, "the delivery after the overlap", || async {
-        receiver
-            .requests()
-            .into_iter()
-            .find(|r| r.header("webhook-id") == Some(after.as_str()))
-    })
-    .await;
+    let got = request_for(&receiver, &after, "the delivery after the overlap").await;
     assert!(!v1_valid(&got, &old), "the old secret no longer verifies");
     assert!(got.signatures_valid(&new));
     assert_eq!(
@@ -238,13 +237,7 @@ async fn a_rotated_signing_key_signs_beside_the_new_one_until_the_overlap_ends()
     let during = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    let got = wait_until(WAIT, "the delivery during the overlap", || async {
-        receiver
-            .requests()
-            .into_iter()
-            .find(|r| r.header("webhook-id") == Some(during.as_str()))
-    })
-    .await;
+    let got = request_for(&receiver, &during, "the delivery during the overlap").await;
     assert!(verifies(&got, &new) && verifies(&got, &old));
     assert_eq!(v1a_count(&got), 2);
 
@@ -253,13 +246,7 @@ async fn a_rotated_signing_key_signs_beside_the_new_one_until_the_overlap_ends()
     let after = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
-    let got = wait_until(WAIT, "the delivery after the overlap", || async {
-        receiver
-            .requests()
-            .into_iter()
-            .find(|r| r.header("webhook-id") == Some(after.as_str()))
-    })
-    .await;
+    let got = request_for(&receiver, &after, "the delivery after the overlap").await;
     assert!(verifies(&got, &new));
     assert!(!verifies(&got, &old));
     assert_eq!(v1a_count(&got), 1);
