@@ -58,7 +58,7 @@ impl Application {
         if let Err(e) = watch.refresh(&pool).await {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
-        let sender = Sender::new(&settings.security, &settings.worker.signature_header)?;
+        let sender = Sender::new(&settings.security, &settings.worker)?;
         let state = AppState {
             sender,
             token_use: TokenUse::default(),

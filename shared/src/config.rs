@@ -91,6 +91,9 @@ pub struct WorkerSettings {
     pub concurrency: u16,
     /// Name of the `sha256=<hex>` signature header.
     pub signature_header: String,
+    /// The `host` of `splunk_hec` bodies; empty: this machine's name.
+    #[serde(default)]
+    pub splunk_host: String,
     pub shutdown_timeout_seconds: u64,
     /// No retry waits longer than this, `Retry-After` included.
     pub max_retry_delay_seconds: u64,

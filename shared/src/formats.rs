@@ -55,6 +55,8 @@ pub struct EventView<'a> {
     pub severity: Option<Severity>,
     pub source: Option<&'a str>,
     pub data: &'a RawValue,
+    /// Splunk's `host`: `worker.splunk_host`, else this machine's name.
+    pub host: &'a str,
 }
 
 /// Why a body could not be rendered.
@@ -155,7 +157,7 @@ impl<'a> From<&EventView<'a>> for Envelope<'a> {
 }
 
 /// The name this machine goes by, for Splunk's `host`.
-static HOST: LazyLock<String> = LazyLock::new(|| {
+pub static HOST: LazyLock<String> = LazyLock::new(|| {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -192,7 +194,7 @@ fn splunk_hec(e: &EventView<'_>) -> Result<serde_json::Value, serde_json::Error>
     }
     Ok(json!({
         "time": epoch_seconds(e.timestamp),
-        "host": HOST.as_str(),
+        "host": e.host,
         "source": e.source.unwrap_or("herald"),
         "sourcetype": format!("herald:{}", e.event_type),
         "event": event,
@@ -427,6 +429,7 @@ pub fn sample_event<'a>(webhook_id: Uuid, tenant_id: Uuid, data: &'a RawValue) -
         severity: Some(Severity::Info),
         source: Some("herald"),
         data,
+        host: "herald",
     }
 }
 
@@ -462,6 +465,7 @@ mod tests {
             severity,
             source: Some("billing"),
             data,
+            host: "h1",
         }
     }
 

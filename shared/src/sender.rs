@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use uuid::Uuid;
 
-use crate::config::SecuritySettings;
+use crate::config::{SecuritySettings, WorkerSettings};
 use crate::crypto::Sealer;
 use crate::db::webhooks::Webhook;
 use crate::formats::{EventView, Renderer};
@@ -197,15 +197,22 @@ pub struct Sender {
     client: reqwest::Client,
     insecure_client: reqwest::Client,
     tokens: TokenCache,
+    /// The `host` of `splunk_hec` bodies.
+    splunk_host: String,
 }
 
 impl Sender {
     /// # Errors
     /// A bad signature header name, or a TLS backend that cannot start.
-    pub fn new(security: &SecuritySettings, signature_header: &str) -> anyhow::Result<Self> {
+    pub fn new(security: &SecuritySettings, worker: &WorkerSettings) -> anyhow::Result<Self> {
         use anyhow::Context;
         Ok(Self {
-            signature_header: HeaderName::from_bytes(signature_header.as_bytes())
+            splunk_host: if worker.splunk_host.is_empty() {
+                crate::formats::HOST.clone()
+            } else {
+                worker.splunk_host.clone()
+            },
+            signature_header: HeaderName::from_bytes(worker.signature_header.as_bytes())
                 .context("worker.signature_header is not a valid header name")?,
             client: delivery_client(security, true).context("building the HTTP client")?,
             insecure_client: delivery_client(security, !security.allow_insecure_tls)
@@ -243,6 +250,7 @@ impl Sender {
             severity: m.severity,
             source: m.source.as_deref(),
             data: &m.data,
+            host: &self.splunk_host,
         };
         let body = match webhook.renderer.render(&event) {
             Ok(b) => bytes::Bytes::from(b),
