@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -96,6 +96,30 @@ impl OutboundAuth {
             Self::Basic { .. } => AuthKind::Basic,
             Self::Oauth2 { .. } => AuthKind::Oauth2,
         }
+    }
+
+    /// The header of an API key, bearer or basic authentication (marked
+    /// sensitive, so it never shows in a `Debug`); `None` for OAuth2, whose
+    /// token comes from [`TokenCache::token`].
+    #[must_use]
+    pub fn static_header(&self) -> Option<(HeaderName, HeaderValue)> {
+        let (name, mut value) = match self {
+            Self::ApiKey { header, key } => (
+                HeaderName::from_bytes(header.as_bytes()).ok()?,
+                HeaderValue::from_str(key).ok()?,
+            ),
+            Self::Bearer { token } => (
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).ok()?,
+            ),
+            Self::Basic { username, password } => (
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&basic(username, password)).ok()?,
+            ),
+            Self::Oauth2 { .. } => return None,
+        };
+        value.set_sensitive(true);
+        Some((name, value))
     }
 
     /// The header this authentication sets, which custom headers may not
@@ -207,50 +231,14 @@ impl TokenCache {
         Arc::clone(slots.entry(webhook).or_default())
     }
 
-    /// Sets the authentication headers of one request, and answers the
-    /// OAuth2 token it used. `rejected` is a token the endpoint refused
-    /// (a 401): if the cache still holds it, a new one is fetched; if
-    /// another delivery has replaced it already, that one is used.
+    /// The OAuth2 token of a webhook: the cached one, or a new one.
+    /// `rejected` is a token the endpoint refused (a 401): if the cache
+    /// still holds it, a new one is fetched; if another delivery has
+    /// replaced it already, that one is used.
     ///
     /// # Errors
     /// The token endpoint failed or answered without a token.
-    pub async fn apply(
-        &self,
-        webhook: Uuid,
-        auth: &OutboundAuth,
-        client: &reqwest::Client,
-        timeout: Duration,
-        rejected: Option<&HeaderValue>,
-        headers: &mut HeaderMap,
-    ) -> Result<Option<HeaderValue>, AuthError> {
-        let mut used = None;
-        let (name, value) = match auth {
-            OutboundAuth::ApiKey { header, key } => (
-                HeaderName::from_bytes(header.as_bytes()).ok(),
-                HeaderValue::from_str(key).ok(),
-            ),
-            OutboundAuth::Bearer { token } => (
-                Some(header::AUTHORIZATION),
-                HeaderValue::from_str(&format!("Bearer {token}")).ok(),
-            ),
-            OutboundAuth::Basic { username, password } => (
-                Some(header::AUTHORIZATION),
-                HeaderValue::from_str(&basic(username, password)).ok(),
-            ),
-            OutboundAuth::Oauth2 { .. } => {
-                let token = self.token(webhook, auth, client, timeout, rejected).await?;
-                used = Some(token.clone());
-                (Some(header::AUTHORIZATION), Some(token))
-            }
-        };
-        if let (Some(name), Some(mut value)) = (name, value) {
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        Ok(used)
-    }
-
-    async fn token(
+    pub async fn token(
         &self,
         webhook: Uuid,
         auth: &OutboundAuth,

@@ -145,6 +145,11 @@ impl WebhookConfig {
                 headers.insert(n, v);
             }
         }
+        // API key, bearer and basic never change: their header is made once
+        // here, with the custom ones (which may not name it).
+        if let Some((name, value)) = auth.as_ref().and_then(OutboundAuth::static_header) {
+            headers.insert(name, value);
+        }
         Ok(Self {
             id: w.id,
             tenant_id: w.tenant_id,
@@ -440,7 +445,8 @@ impl Sender {
         headers
     }
 
-    /// One POST, authenticated, by `deadline`; `rejected` is an OAuth2
+    /// One POST by `deadline`, with an OAuth2 token if the webhook uses
+    /// one (the other kinds' header is among `headers` already); `rejected` is an OAuth2
     /// token the endpoint refused. Answers the response and the OAuth2
     /// token it carried.
     async fn post(
@@ -454,10 +460,8 @@ impl Sender {
     ) -> (Result<reqwest::Response, SendError>, Option<HeaderValue>) {
         let left = || deadline.saturating_duration_since(Instant::now());
         let mut used = None;
-        if let Some(auth) = &webhook.auth {
-            if let OutboundAuth::Oauth2 { token_url, .. } = auth
-                && let Err(e) = check_url(token_url, &self.security)
-            {
+        if let Some(auth @ OutboundAuth::Oauth2 { token_url, .. }) = &webhook.auth {
+            if let Err(e) = check_url(token_url, &self.security) {
                 return (
                     Err(SendError::Auth(AuthError::Token(format!(
                         "blocked: the token URL {e}"
@@ -469,17 +473,13 @@ impl Sender {
             // webhook's `verify_ssl`: the client secret goes there.
             match self
                 .tokens
-                .apply(
-                    webhook.id,
-                    auth,
-                    &self.client,
-                    left(),
-                    rejected,
-                    &mut headers,
-                )
+                .token(webhook.id, auth, &self.client, left(), rejected)
                 .await
             {
-                Ok(token) => used = token,
+                Ok(token) => {
+                    headers.insert(header::AUTHORIZATION, token.clone());
+                    used = Some(token);
+                }
                 Err(e) => return (Err(SendError::Auth(e)), None),
             }
         }

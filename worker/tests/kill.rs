@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald_testkit::{ChildProcess, Receiver, TestEnv, free_port, wait_until};
+use herald_testkit::{ApiHandle, ChildProcess, Receiver, TestEnv, free_port, wait_until};
 use serde_json::json;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_herald-worker");
@@ -17,6 +17,53 @@ fn worker_vars(env: &TestEnv) -> std::collections::HashMap<String, String> {
         format!("127.0.0.1:{}", free_port()),
     );
     vars
+}
+
+/// A receiver answering after `delay`, a webhook for every type on it
+/// (its `timeout_seconds` as given), and five events accepted; answers the
+/// receiver and the events' ids.
+async fn five_events_for_a_slow_endpoint(
+    api: &ApiHandle,
+    delay: Duration,
+    timeout_seconds: u64,
+) -> (Receiver, HashSet<String>) {
+    let receiver = Receiver::start().await;
+    receiver.respond_after(delay);
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"],
+               "timeout_seconds": timeout_seconds}),
+    )
+    .await;
+    let mut sent = HashSet::new();
+    for i in 0..5 {
+        sent.insert(
+            api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
+                .await,
+        );
+    }
+    (receiver, sent)
+}
+
+/// Once the five requests are in flight: SIGTERM, and the exit status
+/// within `exit_within`.
+async fn terminate_with_five_in_flight(
+    worker: &mut ChildProcess,
+    receiver: &Receiver,
+    exit_within: Duration,
+) -> std::process::ExitStatus {
+    wait_until(
+        Duration::from_secs(20),
+        "five requests in flight",
+        || async { (receiver.requests().len() == 5).then_some(()) },
+    )
+    .await;
+    worker.terminate();
+    worker
+        .wait_exit(exit_within)
+        .await
+        .expect("exits after SIGTERM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,30 +143,11 @@ async fn sigterm_finishes_deliveries_in_flight_before_exiting() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let _dispatcher = env.start_dispatcher().await;
-    let receiver = Receiver::start().await;
-    receiver.respond_after(Duration::from_millis(1500));
-    let (_, token) = api.create_tenant("acme").await;
-    api.create_webhook(
-        &token,
-        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"]}),
-    )
-    .await;
-    for i in 0..5 {
-        api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
-            .await;
-    }
+    let (receiver, _) =
+        five_events_for_a_slow_endpoint(&api, Duration::from_millis(1500), 10).await;
     let mut worker = ChildProcess::spawn(WORKER, &[], &worker_vars(&env));
-    wait_until(
-        Duration::from_secs(20),
-        "five requests in flight",
-        || async { (receiver.requests().len() == 5).then_some(()) },
-    )
-    .await;
-    worker.terminate();
-    let status = worker
-        .wait_exit(Duration::from_secs(20))
-        .await
-        .expect("exits after SIGTERM");
+    let status =
+        terminate_with_five_in_flight(&mut worker, &receiver, Duration::from_secs(20)).await;
     assert!(status.success(), "clean exit, got {status}");
     // The answers came back after the signal and were still recorded.
     assert_eq!(
@@ -135,40 +163,17 @@ async fn sigterm_past_the_drain_timeout_leaves_unfinished_deliveries_in_the_queu
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let _dispatcher = env.start_dispatcher().await;
-    let receiver = Receiver::start().await;
     // Answers slower than the drain: the worker must give them up.
-    receiver.respond_after(Duration::from_secs(8));
-    let (_, token) = api.create_tenant("acme").await;
-    api.create_webhook(
-        &token,
-        json!({"name": "slow", "url": receiver.url("slow"), "event_types": ["*"],
-               "timeout_seconds": 30}),
-    )
-    .await;
-    let mut sent = HashSet::new();
-    for i in 0..5 {
-        sent.insert(
-            api.send_event(&token, json!({"event_type": "job.done", "data": {"n": i}}))
-                .await,
-        );
-    }
+    let (receiver, sent) = five_events_for_a_slow_endpoint(&api, Duration::from_secs(8), 30).await;
     let mut vars = worker_vars(&env);
     vars.insert(
         "HERALD__WORKER__SHUTDOWN_TIMEOUT_SECONDS".to_owned(),
         "1".to_owned(),
     );
     let mut worker = ChildProcess::spawn(WORKER, &[], &vars);
-    wait_until(
-        Duration::from_secs(20),
-        "five requests in flight",
-        || async { (receiver.requests().len() == 5).then_some(()) },
-    )
-    .await;
-    worker.terminate();
-    let status = worker
-        .wait_exit(Duration::from_secs(6))
-        .await
-        .expect("exits soon after the drain timeout, not after the answers");
+    // Soon after the drain timeout, not after the answers.
+    let status =
+        terminate_with_five_in_flight(&mut worker, &receiver, Duration::from_secs(6)).await;
     assert!(status.success(), "clean exit, got {status}");
     // None completed: every one is still pending, none recorded as an
     // attempt, and all five are back in the deliveries queue.
