@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_shared::amqp::AmqpError;
-use herald_shared::db::DbError;
+use herald_shared::db::{DbError, FailureKind};
 use serde::Serialize;
 
 /// One invalid field: where it is (a JSON path such as `events[2].id`) and
@@ -38,6 +38,14 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     #[error("the request has invalid fields")]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
@@ -63,6 +71,10 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -74,7 +86,9 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Pool(_) => {
+            // No connection, or one the server closed under the query: a
+            // retry shortly will find it back.
+            e if e.kind() == FailureKind::Unavailable => {
                 Self::Unavailable("the database is unavailable; try again shortly".to_owned())
             }
             other => Self::Internal(other.into()),

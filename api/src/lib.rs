@@ -6,5 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod rate_limit;
 pub mod routes;
+pub mod serve;
+pub mod slots;
 pub mod startup;
 pub mod state;

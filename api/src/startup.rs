@@ -65,6 +65,9 @@ impl Application {
             tenant_limiter: crate::rate_limit::TenantLimiter::new(
                 settings.api.rate_limit_per_second,
             ),
+            test_slots: crate::slots::TenantSlots::new(
+                settings.api.max_concurrent_tests_per_tenant,
+            ),
             publisher: Publisher::new(
                 settings.amqp.url.clone(),
                 &format!("{} herald-api", topology.prefix()),
@@ -105,11 +108,14 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(port = self.port(), "api listening");
+        let limits = crate::serve::ServerLimits {
+            max_connections: self.state.settings.api.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(
+                self.state.settings.api.header_read_timeout_seconds,
+            ),
+        };
         let app = routes::router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("serving HTTP")?;
+        crate::serve::serve(self.listener, app, limits, shutdown).await;
         tracing::info!("api stopped");
         Ok(())
     }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub token_use: TokenUse,
     /// Requests per second per tenant.
     pub tenant_limiter: crate::rate_limit::TenantLimiter,
+    /// Test calls in flight per tenant.
+    pub test_slots: crate::slots::TenantSlots,
 }
 
 /// Gathers which tokens authenticated requests, so that `last_used_at` is

@@ -6,21 +6,21 @@
 //! twice, and a redelivered event republishes the deliveries that were
 //! never attempted.
 
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 use deadpool_postgres::Pool;
+use herald_shared::amqp::Topology;
 use herald_shared::amqp::VIA_HEADER;
-use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
-use herald_shared::consumer::{Disposition, Handler, header_str};
+use herald_shared::consumer::{Handler, HandlerError, header_str};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{EventId, EventMessage, EventType};
 use herald_shared::operational;
+use herald_shared::payload::{self, Limits};
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::types::{AMQPValue, LongString};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::store::{Job, Store, StoreError};
+use crate::store::{Job, Store};
 use crate::subscription_cache::SubscriptionCache;
 
 #[derive(Debug)]
@@ -34,49 +34,30 @@ pub struct Dispatcher {
     pub store: Store,
 }
 
-/// Why processing stopped short.
-#[derive(Debug)]
-enum Failure {
-    /// The message itself is wrong: park it with the reason, never retry.
-    Invalid(String),
-    /// Something outside the message failed: retry later.
-    Transient(String),
-}
-
-impl From<herald_shared::db::DbError> for Failure {
-    fn from(e: herald_shared::db::DbError) -> Self {
-        Self::Transient(e.to_string())
-    }
-}
-
 impl Handler for Dispatcher {
-    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Disposition {
-        match self.dispatch(publisher, delivery).await {
-            Ok(()) => Disposition::Ack,
-            Err(Failure::Invalid(reason)) => self.park(publisher, delivery, &reason).await,
-            Err(Failure::Transient(reason)) => {
-                tracing::warn!(%reason, "event not dispatched; it will be redelivered");
-                // A short pause so a database outage does not become a busy
-                // redelivery loop.
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                Disposition::Requeue
-            }
-        }
+    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.dispatch(publisher, delivery).await
     }
+}
+
+/// The message itself is wrong: it is parked with the reason, never retried.
+fn invalid(reason: impl Into<String>) -> HandlerError {
+    HandlerError::Permanent(reason.into())
 }
 
 impl Dispatcher {
-    async fn dispatch(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), Failure> {
+    async fn dispatch(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), HandlerError> {
         let message: EventMessage = serde_json::from_slice(&delivery.data)
-            .map_err(|e| Failure::Invalid(format!("not a valid event message: {e}")))?;
+            .map_err(|e| invalid(format!("not a valid event message: {e}")))?;
         let event_type = EventType::parse(&message.event_type)
-            .map_err(|e| Failure::Invalid(format!("event_type {e}")))?;
+            .map_err(|e| invalid(format!("event_type {e}")))?;
         if message.data.get().len() > self.max_event_bytes {
-            return Err(Failure::Invalid(format!(
+            return Err(invalid(format!(
                 "data is larger than {} bytes",
                 self.max_event_bytes
             )));
         }
+        check_storable(&message)?;
         let id = match message.id.as_deref().or_else(|| {
             delivery
                 .properties
@@ -84,20 +65,19 @@ impl Dispatcher {
                 .as_ref()
                 .map(lapin::types::ShortString::as_str)
         }) {
-            Some(id) => EventId::parse(id).map_err(|e| Failure::Invalid(format!("id {e}")))?,
+            Some(id) => EventId::parse(id).map_err(|e| invalid(format!("id {e}")))?,
             None => EventId::generate(),
         };
         let tenant_id = message.tenant_id;
         let subscriptions = self.cache.get(tenant_id).await?;
         if !subscriptions.exists {
-            return Err(Failure::Invalid(format!("unknown tenant {tenant_id}")));
+            return Err(invalid(format!("unknown tenant {tenant_id}")));
         }
         let mut matching = subscriptions.matching(&event_type);
         if event_type.is_operational() {
             if !from_herald(delivery) {
-                return Err(Failure::Invalid(
-                    "event types under webhook. and delivery. are reserved for Herald's own events"
-                        .to_owned(),
+                return Err(invalid(
+                    "event types under webhook. and delivery. are reserved for Herald's own events",
                 ));
             }
             // Never tell a webhook about itself: it is the one failing.
@@ -119,10 +99,7 @@ impl Dispatcher {
             redelivered: delivery.redelivered,
             publisher: publisher.clone(),
         };
-        let created = self.store.submit(job).await.map_err(|e| match e {
-            StoreError::Invalid(reason) => Failure::Invalid(reason),
-            StoreError::Transient(reason) => Failure::Transient(reason),
-        })?;
+        let created = self.store.submit(job).await?;
         if from_producer_over_amqp(delivery) && created > 0 {
             self.metrics
                 .events_received
@@ -131,30 +108,24 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
 
-    /// Moves a bad message to the invalid-events queue with its reason.
-    async fn park(&self, publisher: &Channel, delivery: &Delivery, reason: &str) -> Disposition {
-        tracing::warn!(%reason, "parking invalid event");
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            REASON_HEADER.into(),
-            AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
-        );
-        let props = json_properties().with_headers(headers);
-        let queue = self.topology.invalid_queue();
-        // The default exchange routes by queue name.
-        match publish_confirmed(publisher, "", &queue, &delivery.data, props).await {
-            Ok(()) => {
-                self.metrics.events_invalid.inc();
-                Disposition::Ack
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, "could not park invalid event; requeueing");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                Disposition::Requeue
-            }
-        }
+/// What the api refuses with a 422 is refused here too, for producers that
+/// publish straight to the exchange: anything Postgres could not store.
+fn check_storable(message: &EventMessage) -> Result<(), HandlerError> {
+    payload::check(message.data.get(), Limits::DATA)
+        .map_err(|p| invalid(format!("{} {}", p.under("data"), p.detail)))?;
+    if let Some(source) = &message.source
+        && let Err(e) = herald_shared::models::check_source(source)
+    {
+        return Err(invalid(format!("source {e}")));
     }
+    if let Some(at) = message.occurred_at
+        && !herald_shared::models::OCCURRED_YEARS.contains(&at.year())
+    {
+        return Err(invalid("occurred_at must be between the years 1 and 9999"));
+    }
+    Ok(())
 }
 
 /// The api marks the events it publishes (and counts them itself), and

@@ -42,8 +42,11 @@ pub async fn run(
     let config = ConsumerConfig {
         name: format!("{} herald-dispatcher", base.topology.prefix()),
         queue: base.topology.dispatch_queue(),
+        park_queue: base.topology.invalid_queue(),
+        parked: base.metrics.events_invalid.clone(),
         prefetch: settings.dispatcher.concurrency,
         drain_timeout: Duration::from_secs(10),
+        pause: Duration::from_millis(settings.amqp.requeue_pause_ms),
     };
     let sweeper = Sweeper {
         pool: base.pool.clone(),

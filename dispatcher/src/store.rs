@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
-use herald_shared::amqp::{AmqpError, Topology, json_properties, publish_confirmed};
+use herald_shared::amqp::{Topology, json_properties, publish_confirmed};
+use herald_shared::consumer::HandlerError;
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, NewDelivery, NewEvent};
 use herald_shared::metrics::Metrics;
@@ -44,39 +45,7 @@ pub struct Job {
     pub publisher: Channel,
 }
 
-/// Why a job was not done.
-#[derive(Debug)]
-pub enum StoreError {
-    /// The event's content cannot be stored (a data or constraint error):
-    /// it would fail the same way every time.
-    Invalid(String),
-    /// The database or the broker failed: try again later.
-    Transient(String),
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        match &e {
-            // SQLSTATE classes 22 (data) and 23 (constraints) come from the
-            // content, not from the moment.
-            DbError::Query(q)
-                if q.code()
-                    .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
-            {
-                Self::Invalid(format!("the event cannot be stored: {e}"))
-            }
-            _ => Self::Transient(e.to_string()),
-        }
-    }
-}
-
-impl From<AmqpError> for StoreError {
-    fn from(e: AmqpError) -> Self {
-        Self::Transient(e.to_string())
-    }
-}
-
-type Reply = oneshot::Sender<Result<usize, StoreError>>;
+type Reply = oneshot::Sender<Result<usize, HandlerError>>;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -96,16 +65,13 @@ impl Store {
     /// many deliveries it created (none for a repeat).
     ///
     /// # Errors
-    /// See [`StoreError`].
-    pub async fn submit(&self, job: Job) -> Result<usize, StoreError> {
+    /// The database or broker failed, or this event cannot be stored
+    /// (another event of the same batch never fails it).
+    pub async fn submit(&self, job: Job) -> Result<usize, HandlerError> {
+        let stopped = || HandlerError::Unavailable("the store has stopped".to_owned());
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((job, reply))
-            .await
-            .map_err(|_| StoreError::Transient("the store has stopped".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Transient("the store has stopped".to_owned()))?
+        self.tx.send((job, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -133,9 +99,11 @@ async fn run(
                     let _ = reply.send(Ok(n));
                 }
             }
-            // One bad event must not sink the others: store them one by one
-            // so that only the bad one is refused.
-            Err(StoreError::Invalid(_)) if jobs.len() > 1 => {
+            // One event must not sink the others: unless the database or
+            // broker is out of reach (then every event waits alike), each
+            // is stored alone, so only the one at fault fails.
+            Err(e) if jobs.len() > 1 && !matches!(e, HandlerError::Unavailable(_)) => {
+                tracing::debug!(error.message = %e, events = jobs.len(), "batch failed; storing its events one by one");
                 for (job, reply) in jobs.into_iter().zip(replies) {
                     let result = store(&pool, &topology, std::slice::from_ref(&job)).await;
                     if let Ok(created) = &result {
@@ -147,17 +115,8 @@ async fn run(
                 }
             }
             Err(e) => {
-                let (invalid, text) = match e {
-                    StoreError::Invalid(t) => (true, t),
-                    StoreError::Transient(t) => (false, t),
-                };
                 for reply in replies {
-                    let error = if invalid {
-                        StoreError::Invalid(text.clone())
-                    } else {
-                        StoreError::Transient(text.clone())
-                    };
-                    let _ = reply.send(Err(error));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
@@ -166,7 +125,7 @@ async fn run(
 
 /// One batch: rows in one transaction, then every delivery message,
 /// confirmed. Answers how many deliveries each job created.
-async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usize>, StoreError> {
+async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usize>, HandlerError> {
     let mut client = pool.get().await.map_err(DbError::from)?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     let events: Vec<NewEvent<'_>> = jobs
@@ -267,13 +226,13 @@ async fn publish(
     topology: &Topology,
     jobs: &[Job],
     messages: &[(usize, DeliveryMessage)],
-) -> Result<(), StoreError> {
+) -> Result<(), HandlerError> {
     let exchange = topology.deliveries();
     let bodies = messages
         .iter()
         .map(|(i, m)| serde_json::to_vec(m).map(|b| (*i, b)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Invalid(format!("cannot encode a delivery: {e}")))?;
+        .map_err(|e| HandlerError::Permanent(format!("cannot encode a delivery: {e}")))?;
     try_join_all(bodies.iter().map(|(i, body)| {
         publish_confirmed(
             &jobs[*i].publisher,

@@ -58,6 +58,9 @@ pub struct AmqpSettings {
     pub failed_max_length: u32,
     /// Comma-separated TTLs of the retry queues (`1s,5s,30s,2m,…`).
     pub retry_tiers: String,
+    /// The pause before a message that failed goes back to its queue; it
+    /// doubles with each counted try (up to 10 s).
+    pub requeue_pause_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +76,14 @@ pub struct ApiSettings {
     /// Requests per second each tenant may make to one api replica; 0: no
     /// limit.
     pub rate_limit_per_second: u32,
+    /// Connections held open at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_seconds: u64,
+    /// Time a client has to send a request's body.
+    pub body_read_timeout_seconds: u64,
+    /// Test calls in flight per tenant on one replica.
+    pub max_concurrent_tests_per_tenant: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +195,15 @@ impl Settings {
         self.amqp.retry_tiers().context("amqp.retry_tiers")?;
         if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds == 0 {
             bail!("retention.max_age_days and retention.prune_interval_seconds must be at least 1");
+        }
+        if self.api.max_connections == 0
+            || self.api.header_read_timeout_seconds == 0
+            || self.api.body_read_timeout_seconds == 0
+            || self.api.max_concurrent_tests_per_tenant == 0
+        {
+            bail!(
+                "api.max_connections, api.header_read_timeout_seconds, api.body_read_timeout_seconds and api.max_concurrent_tests_per_tenant must be at least 1"
+            );
         }
         if self.api.token_use_flush_seconds == 0 {
             bail!("api.token_use_flush_seconds must be at least 1");

@@ -1,8 +1,12 @@
 //! The consume loop the dispatcher and the worker share: connect, declare
 //! the topology, consume with a prefetch, hand each message to a handler
-//! task, and ack or requeue by what the handler answers. A lost connection
-//! is reconnected with backoff; shutdown stops consuming, drains what is in
+//! task, and settle it by what the handler answers. A lost connection is
+//! reconnected with backoff; shutdown stops consuming, drains what is in
 //! flight (bounded), then closes, so the broker requeues anything unacked.
+//!
+//! What becomes of a message whose handler failed is decided here, once,
+//! by the kind of [`HandlerError`]: nothing is retried without a bound, and
+//! nothing is dropped without being parked with its reason.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,33 +17,95 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection};
+use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::amqp::{AmqpError, Topology, backoff, confirmed_channel, connect};
+use crate::amqp::{
+    AmqpError, REASON_HEADER, Topology, backoff, confirmed_channel, connect, publish_confirmed,
+};
 use crate::config::AmqpSettings;
+use crate::db::{DbError, FailureKind};
 use crate::health::Probe;
 
-/// What to do with a message once its handler is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Its effects are committed (and any publish confirmed): remove it.
-    Ack,
-    /// Something transient failed: put it back for another try.
-    Requeue,
+/// Header counting how many times a message failed transiently.
+pub const TRIES_HEADER: &str = "x-herald-tries";
+
+/// A message that failed transiently this many times is parked.
+pub const MAX_TRIES: u32 = 8;
+
+/// Why a handler did not finish a message; the kind decides what becomes of
+/// it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Something the handler needs is down (no database connection, the
+    /// broker gone): the message goes back to its queue after a pause,
+    /// uncounted, however long the outage lasts.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It failed this time for a reason that may pass: it goes to the back
+    /// of its queue after a pause, counted in [`TRIES_HEADER`], and is
+    /// parked after [`MAX_TRIES`].
+    #[error("{0}")]
+    Transient(String),
+    /// It can never succeed: it is parked at once with its reason.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl HandlerError {
+    /// The same kind with context before its text.
+    #[must_use]
+    pub fn context(self, what: &str) -> Self {
+        match self {
+            Self::Unavailable(t) => Self::Unavailable(format!("{what}: {t}")),
+            Self::Transient(t) => Self::Transient(format!("{what}: {t}")),
+            Self::Permanent(t) => Self::Permanent(format!("{what}: {t}")),
+        }
+    }
+}
+
+impl From<DbError> for HandlerError {
+    fn from(e: DbError) -> Self {
+        match e.kind() {
+            FailureKind::Unavailable => Self::Unavailable(e.to_string()),
+            FailureKind::Transient => Self::Transient(e.to_string()),
+            FailureKind::Permanent => Self::Permanent(e.to_string()),
+        }
+    }
+}
+
+impl From<AmqpError> for HandlerError {
+    fn from(e: AmqpError) -> Self {
+        match e {
+            // The broker refused or returned this message: counted, since
+            // a policy or a full queue may not pass.
+            AmqpError::Nacked | AmqpError::Unroutable => Self::Transient(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
 }
 
 /// Processes one message. The channel given is the process's confirmed
 /// publishing channel.
 pub trait Handler: Send + Sync + 'static {
+    /// `Ok` once the message's effects are committed (and any publish
+    /// confirmed): it is acked.
     fn handle(
         &self,
         publisher: &Channel,
         delivery: &Delivery,
-    ) -> impl Future<Output = Disposition> + Send;
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once a message has been parked, to leave a record beside it
+    /// (for example a delivery's status). Best effort.
+    fn parked(&self, delivery: &Delivery, reason: &str) -> impl Future<Output = ()> + Send {
+        let _ = (delivery, reason);
+        async {}
+    }
 }
 
 /// How a consumer is set up.
@@ -48,11 +114,22 @@ pub struct ConsumerConfig {
     /// Connection name shown by the broker (the prefix and the process).
     pub name: String,
     pub queue: String,
+    /// Where messages that cannot be processed are parked, with their
+    /// reason in [`REASON_HEADER`].
+    pub park_queue: String,
+    /// Counts the messages parked.
+    pub parked: IntCounter,
     /// Unacked messages held at once, and so the handler tasks in flight.
     pub prefetch: u16,
     /// How long a stopping consumer waits for its handlers.
     pub drain_timeout: Duration,
+    /// The pause before a failed message goes back to its queue; it doubles
+    /// with each counted try, up to [`MAX_PAUSE`].
+    pub pause: Duration,
 }
+
+/// The longest pause before a failed message goes back.
+pub const MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown`, reconnecting as needed.
 pub async fn run<H: Handler>(
@@ -127,23 +204,13 @@ async fn session<H: Handler>(
         };
         let handler = Arc::clone(handler);
         let publisher = publisher.clone();
+        let config = config.clone();
         let span = tracing::info_span!("message", queue = %config.queue, delivery_tag = delivery.delivery_tag);
         tracker.spawn(
             async move {
-                let disposition = handler.handle(&publisher, &delivery).await;
-                let result = match disposition {
-                    Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-                    Disposition::Requeue => {
-                        delivery
-                            .acker
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..BasicNackOptions::default()
-                            })
-                            .await
-                    }
-                };
-                if let Err(e) = result {
+                let outcome = handler.handle(&publisher, &delivery).await;
+                let settled = settle(&*handler, &publisher, &config, &delivery, outcome).await;
+                if let Err(e) = settled {
                     // The channel is gone; the broker requeues the message.
                     tracing::warn!(error.message = %e, "could not settle message");
                 }
@@ -168,6 +235,121 @@ async fn session<H: Handler>(
     probe.set_broker_up(false);
     close(&conn, &channel).await;
     outcome
+}
+
+/// Acks, requeues, sends to the back of the queue with its count, or parks
+/// a message, by how its handler ended.
+async fn settle<H: Handler>(
+    handler: &H,
+    publisher: &Channel,
+    config: &ConsumerConfig,
+    delivery: &Delivery,
+    outcome: Result<(), HandlerError>,
+) -> Result<bool, lapin::Error> {
+    let tries = tries(delivery);
+    let reason = match outcome {
+        Ok(()) => return delivery.acker.ack(BasicAckOptions::default()).await,
+        Err(HandlerError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "message not processed; it waits for its dependency");
+            tokio::time::sleep(config.pause).await;
+            return requeue(delivery).await;
+        }
+        Err(HandlerError::Transient(reason)) if tries + 1 < MAX_TRIES => {
+            tracing::warn!(%reason, tries = tries + 1, "message not processed; it will be tried again");
+            tokio::time::sleep(pause(config.pause, tries)).await;
+            let mut properties = delivery.properties.clone();
+            let mut headers = properties.headers().clone().unwrap_or_default();
+            headers.insert(TRIES_HEADER.into(), AMQPValue::LongUInt(tries + 1));
+            properties = properties.with_headers(headers);
+            // A copy, counted, at the back of the queue; then the original
+            // goes. A crash between the two leaves a duplicate, never a loss.
+            return match publish_confirmed(publisher, "", &config.queue, &delivery.data, properties)
+                .await
+            {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "could not send the message back; requeueing it");
+                    requeue(delivery).await
+                }
+            };
+        }
+        Err(HandlerError::Transient(reason)) => {
+            format!("gave up after {MAX_TRIES} tries: {reason}")
+        }
+        Err(HandlerError::Permanent(reason)) => reason,
+    };
+    park(handler, publisher, config, delivery, &reason).await
+}
+
+/// Moves a message to the park queue with its reason, then acks it.
+async fn park<H: Handler>(
+    handler: &H,
+    publisher: &Channel,
+    config: &ConsumerConfig,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<bool, lapin::Error> {
+    tracing::warn!(%reason, queue = %config.park_queue, "message parked");
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
+    );
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    // The default exchange routes by queue name.
+    match publish_confirmed(
+        publisher,
+        "",
+        &config.park_queue,
+        &delivery.data,
+        properties,
+    )
+    .await
+    {
+        Ok(()) => {
+            config.parked.inc();
+            handler.parked(delivery, reason).await;
+            delivery.acker.ack(BasicAckOptions::default()).await
+        }
+        Err(e) => {
+            tracing::warn!(error.message = %e, "could not park the message; requeueing it");
+            tokio::time::sleep(config.pause).await;
+            requeue(delivery).await
+        }
+    }
+}
+
+async fn requeue(delivery: &Delivery) -> Result<bool, lapin::Error> {
+    delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+}
+
+/// How many times a message has failed transiently so far.
+fn tries(delivery: &Delivery) -> u32 {
+    let Some(headers) = delivery.properties.headers().as_ref() else {
+        return 0;
+    };
+    match headers.inner().get(TRIES_HEADER) {
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
+        _ => 0,
+    }
+}
+
+/// The pause before the try after `tries` failures: doubling, capped.
+fn pause(base: Duration, tries: u32) -> Duration {
+    base.saturating_mul(1 << tries.min(16)).min(MAX_PAUSE)
 }
 
 async fn close(conn: &Connection, channel: &Channel) {

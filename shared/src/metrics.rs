@@ -30,6 +30,9 @@ pub struct Metrics {
     pub webhooks_disabled: IntCounter,
     /// Messages parked in the invalid-events queue.
     pub events_invalid: IntCounter,
+    /// Delivery messages parked in the failed queue because they could not
+    /// be processed (not exhausted retries: those are counted apart).
+    pub deliveries_parked: IntCounter,
     /// How late the latest deliveries were taken up: the longest wait past
     /// their due time among those a worker took in the last few seconds.
     pub delivery_backlog_age: Gauge,
@@ -139,6 +142,10 @@ impl Metrics {
                 "Webhooks disabled automatically",
             ),
             events_invalid: counter("herald_events_invalid_total", "Events parked as invalid"),
+            deliveries_parked: counter(
+                "herald_deliveries_parked_total",
+                "Delivery messages parked in the failed queue because they could not be processed",
+            ),
             registry,
         }
     }

@@ -147,6 +147,25 @@ impl fmt::Display for EventId {
     }
 }
 
+/// Years an event's `occurred_at` may fall in (RFC 3339 has four-digit
+/// years; Postgres's own range is wider).
+pub const OCCURRED_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Checks an event's `source`: 1 to 255 characters, none of them control
+/// characters.
+///
+/// # Errors
+/// Empty, too long, or holding a control character (such as NUL).
+pub fn check_source(source: &str) -> Result<(), InvalidName> {
+    if source.is_empty() || source.chars().count() > MAX_NAME_LEN {
+        return Err(InvalidName("must be 1 to 255 characters"));
+    }
+    if source.chars().any(char::is_control) {
+        return Err(InvalidName("must not contain control characters"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

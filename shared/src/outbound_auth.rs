@@ -322,25 +322,33 @@ async fn fetch_token(
         .await
         .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
         .await
-        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?;
+        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?
+        .ok_or_else(|| {
+            AuthError::Token(format!(
+                "the token endpoint's answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"
+            ))
+        })?;
     if !status.is_success() {
-        let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        let text = crate::text::excerpt(&body, 200);
         return Err(AuthError::Token(format!(
             "the token endpoint answered {}: {text}",
             status.as_u16()
         )));
     }
     let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-        AuthError::Token(format!("the token endpoint's answer is not a token: {e}"))
+        AuthError::Token(format!(
+            "the token endpoint's answer is not a token: {}",
+            crate::text::excerpt(e.to_string().as_bytes(), 200)
+        ))
     })?;
     if let Some(kind) = &token.token_type
         && !kind.eq_ignore_ascii_case("bearer")
     {
         return Err(AuthError::Token(format!(
-            "the token endpoint gave a {kind} token; only bearer tokens are supported"
+            "the token endpoint gave a {} token; only bearer tokens are supported",
+            crate::text::excerpt(kind.as_bytes(), 40)
         )));
     }
     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token))
@@ -354,6 +362,24 @@ async fn fetch_token(
         value,
         refresh_at: started + lifetime.saturating_sub(REFRESH_BEFORE),
     })
+}
+
+/// A token endpoint's answer is small; a larger one is refused unread.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Reads a body of at most `max` bytes; `None` when it is longer.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::crypto::Sealer;
 use crate::db::webhooks::Webhook;
 use crate::formats::{EventView, Renderer};
 use crate::models::DeliveryMessage;
-use crate::net_guard::{check_url, delivery_client};
+use crate::net_guard::{BlockedTarget, check_url, delivery_client};
 use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
 use crate::retry;
 use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
@@ -76,6 +76,17 @@ pub enum LoadError {
     Secret(String),
     #[error("the webhook's options are not usable: {0}")]
     Options(String),
+}
+
+impl From<LoadError> for crate::consumer::HandlerError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Db(e) => e.into(),
+            // A key that does not open the secret is a configuration that
+            // an operator may fix: tried a few times, then parked.
+            other => Self::Transient(other.to_string()),
+        }
+    }
 }
 
 impl WebhookConfig {
@@ -323,6 +334,17 @@ impl Sender {
                     ..Attempt::default()
                 };
             }
+            // A host name that resolves only to refused addresses fails the
+            // same way every time, as a refused literal address does.
+            Err(SendError::Http(e)) if BlockedTarget::find(&e).is_some() => {
+                return Attempt {
+                    error: BlockedTarget::find(&e).map(ToString::to_string),
+                    outcome: "blocked",
+                    duration: started.elapsed(),
+                    blocked: true,
+                    ..Attempt::default()
+                };
+            }
             Err(SendError::Http(e)) => {
                 return Attempt {
                     error: Some(describe(&e, webhook.timeout)),
@@ -355,10 +377,9 @@ impl Sender {
             }
         }
         let duration = started.elapsed();
-        let text: String = String::from_utf8_lossy(&bytes)
-            .chars()
-            .take(RESPONSE_CHARS)
-            .collect();
+        // Whatever the endpoint sent (NUL, invalid UTF-8, escape codes) is
+        // kept as clean, bounded text: it is stored and shown.
+        let text = crate::text::excerpt(&bytes, RESPONSE_CHARS);
         let success = (200..300).contains(&status);
         Attempt {
             status_code: Some(status),
@@ -502,8 +523,13 @@ enum SendError {
 
 /// A transport error with its causes, e.g. "connection error: tcp connect
 /// error: Connection refused (os error 111)". Never the URL (reqwest's own
-/// text has it, and a URL may carry credentials in its query).
+/// text has it, and a URL may carry credentials in its query). The causes
+/// may quote what the endpoint sent, so the text is cleaned for storage.
 pub(crate) fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    crate::text::clean(&describe_raw(e, timeout)).into_owned()
+}
+
+fn describe_raw(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}s", timeout.as_secs());
     }

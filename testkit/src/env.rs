@@ -419,6 +419,74 @@ impl Drop for TestEnv {
     }
 }
 
+/// A message taken from a parking queue, with its reason.
+#[derive(Debug)]
+pub struct Parked {
+    pub body: Vec<u8>,
+    pub reason: String,
+    /// The `x-herald-tries` header, if the message was tried again.
+    pub tries: Option<u32>,
+}
+
+impl TestEnv {
+    /// Takes `count` messages from a parking queue (the invalid-events or
+    /// failed queue), waiting up to `timeout` for them; then checks that no
+    /// more are there.
+    pub async fn take_parked(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Parked> {
+        use lapin::options::BasicGetOptions;
+        use lapin::types::AMQPValue;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut parked = Vec::new();
+        loop {
+            let got = ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic_get");
+            match got {
+                Some(msg) => {
+                    let headers = msg
+                        .delivery
+                        .properties
+                        .headers()
+                        .clone()
+                        .unwrap_or_default();
+                    let reason = match headers.inner().get("x-herald-reason") {
+                        Some(AMQPValue::LongString(s)) => {
+                            String::from_utf8_lossy(s.as_bytes()).into_owned()
+                        }
+                        other => panic!("a parked message without a reason: {other:?}"),
+                    };
+                    let tries = match headers.inner().get("x-herald-tries") {
+                        Some(AMQPValue::LongUInt(n)) => Some(*n),
+                        _ => None,
+                    };
+                    parked.push(Parked {
+                        body: msg.delivery.data,
+                        reason,
+                        tries,
+                    });
+                }
+                None if parked.len() >= count => return parked,
+                None => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{count} messages parked in {queue}; got {}: {:?}",
+                        parked.len(),
+                        parked.iter().map(|p| &p.reason).collect::<Vec<_>>()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
 impl ApiHandle {
     /// Sends a request and answers the status and JSON body (or `Null`).
     pub async fn call(

@@ -9,13 +9,15 @@
 //! ones.
 
 mod env;
+mod hostile;
 mod process;
 mod proxy;
 mod receiver;
 mod token_endpoint;
 mod wait;
 
-pub use env::{ADMIN_TOKEN, ApiHandle, ProcessHandle, TestEnv};
+pub use env::{ADMIN_TOKEN, ApiHandle, Parked, ProcessHandle, TestEnv};
+pub use hostile::{Behaviour, HostileEndpoint};
 pub use process::{ChildProcess, free_port, workspace_binary};
 pub use proxy::Proxy;
 pub use receiver::{Received, Receiver};

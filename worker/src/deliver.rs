@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
-use herald_shared::consumer::{Disposition, Handler};
+use herald_shared::consumer::{Handler, HandlerError};
 use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::metrics::Metrics;
@@ -64,17 +64,9 @@ pub struct Worker {
 }
 
 impl Handler for Worker {
-    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Disposition {
-        let mut message: DeliveryMessage = match serde_json::from_slice(&delivery.data) {
-            Ok(m) => m,
-            Err(e) => {
-                // Only Herald publishes here; a message it cannot read would
-                // fail the same way forever, so it is dropped with a record
-                // in the log rather than redelivered in a loop.
-                tracing::error!(error.message = %e, "unreadable delivery message dropped");
-                return Disposition::Ack;
-            }
-        };
+    async fn handle(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), HandlerError> {
+        let mut message: DeliveryMessage = serde_json::from_slice(&delivery.data)
+            .map_err(|e| HandlerError::Permanent(format!("unreadable delivery message: {e}")))?;
         // Every log line of this delivery carries its ids and attempt.
         let span = tracing::info_span!(
             "delivery",
@@ -83,19 +75,29 @@ impl Handler for Worker {
             webhook_id = %message.webhook_id,
             attempt = message.attempt,
         );
-        let outcome = self
-            .deliver(publisher, &mut message, delivery.redelivered)
-            .instrument(span.clone())
-            .await;
-        match outcome {
-            Ok(()) => Disposition::Ack,
-            Err(e) => {
-                span.in_scope(|| {
-                    tracing::warn!(error.message = %e, "delivery not recorded; it will be redelivered");
-                });
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Disposition::Requeue
-            }
+        self.deliver(publisher, &mut message, delivery.redelivered)
+            .instrument(span)
+            .await
+    }
+
+    /// A parked delivery is failed in Postgres with the reason, so that
+    /// its history says what happened and `recover` can send it again.
+    async fn parked(&self, delivery: &Delivery, reason: &str) {
+        let Some(delivery_id) = serde_json::from_slice::<serde_json::Value>(&delivery.data)
+            .ok()
+            .and_then(|m| m.get("delivery_id")?.as_str()?.parse::<uuid::Uuid>().ok())
+        else {
+            return;
+        };
+        let reason = format!("parked: {reason}");
+        let finished = match self.pool.get().await {
+            Ok(client) => deliveries::finish_unsent(&client, delivery_id, &reason)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = finished {
+            tracing::warn!(%delivery_id, error.message = %e, "parked delivery not marked failed");
         }
     }
 }
@@ -106,7 +108,7 @@ impl Worker {
         publisher: &Channel,
         m: &mut DeliveryMessage,
         redelivered: bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), HandlerError> {
         // A first attempt's message, fresh from the dispatcher, finds its
         // delivery pending and unattempted: it needs no look. Anything else
         // (a retry, a manual resend, a redelivery after a crash) checks
@@ -393,7 +395,7 @@ impl Worker {
         publisher: &Channel,
         m: &mut DeliveryMessage,
         tier: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), HandlerError> {
         m.due_at = Some(Utc::now() + chrono::Duration::from_std(tier).unwrap_or_default());
         self.park(publisher, m, tier).await
     }
@@ -403,8 +405,8 @@ impl Worker {
         publisher: &Channel,
         m: &DeliveryMessage,
         tier: Duration,
-    ) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(m)?;
+    ) -> Result<(), HandlerError> {
+        let body = encode(m)?;
         let queue = self.topology.retry_queue(tier);
         publish_confirmed(
             publisher,
@@ -423,7 +425,7 @@ impl Worker {
         publisher: &Channel,
         m: &DeliveryMessage,
         attempt: &Attempt,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), HandlerError> {
         let reason = attempt
             .error
             .clone()
@@ -433,7 +435,7 @@ impl Worker {
             REASON_HEADER.into(),
             AMQPValue::LongString(reason.into_bytes().into()),
         );
-        let body = serde_json::to_vec(m)?;
+        let body = encode(m)?;
         publish_confirmed(
             publisher,
             "",
@@ -444,4 +446,9 @@ impl Worker {
         .await?;
         Ok(())
     }
+}
+
+fn encode(m: &DeliveryMessage) -> Result<Vec<u8>, HandlerError> {
+    serde_json::to_vec(m)
+        .map_err(|e| HandlerError::Permanent(format!("cannot encode the delivery message: {e}")))
 }

@@ -4,9 +4,10 @@
 //! one commit serves many deliveries, and at low rates a record is written
 //! at once, alone, with no added wait.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Pool;
+use herald_shared::consumer::HandlerError;
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, AttemptRecord, Recorded};
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +16,7 @@ use uuid::Uuid;
 /// Records written in one statement at most.
 const MAX_BATCH: usize = 256;
 
-type Reply = oneshot::Sender<Result<Option<Recorded>, String>>;
+type Reply = oneshot::Sender<Result<Option<Recorded>, HandlerError>>;
 
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -35,17 +36,13 @@ impl Recorder {
     /// delivery is gone).
     ///
     /// # Errors
-    /// The batch could not be written; nothing of it was.
-    pub async fn record(&self, record: AttemptRecord) -> anyhow::Result<Option<Recorded>> {
+    /// This record could not be written (another record of the same batch
+    /// never fails it).
+    pub async fn record(&self, record: AttemptRecord) -> Result<Option<Recorded>, HandlerError> {
+        let stopped = || HandlerError::Unavailable("the recorder has stopped".to_owned());
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((record, reply))
-            .await
-            .map_err(|_| anyhow::anyhow!("the recorder has stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the recorder has stopped"))?
-            .map_err(anyhow::Error::msg)
+        self.tx.send((record, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -75,26 +72,38 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<(AttemptRecord, Reply)>) {
         }
         let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match write(&pool, &records).await {
-            Ok(recorded) => {
+            Ok(recorded) => answer(&records, replies, &recorded),
+            // One record must not sink the others: unless the database is
+            // out of reach, each is written alone, so only the one at fault
+            // fails.
+            Err(e) if records.len() > 1 && !matches!(e, HandlerError::Unavailable(_)) => {
+                tracing::debug!(error.message = %e, records = records.len(), "batch failed; recording one by one");
                 for (record, reply) in records.iter().zip(replies) {
-                    let found = recorded
-                        .iter()
-                        .find(|(id, _)| *id == record.delivery_id)
-                        .map(|(_, r)| *r);
-                    let _ = reply.send(Ok(found));
+                    let one = std::slice::from_ref(record);
+                    let _ = reply.send(write(&pool, one).await.map(|r| r.first().map(|(_, r)| *r)));
                 }
             }
             Err(e) => {
-                let message = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-async fn write(pool: &Pool, records: &[AttemptRecord]) -> Result<Vec<(Uuid, Recorded)>, DbError> {
-    let client = pool.get().await?;
-    deliveries::record_attempts(&client, records).await
+/// Tells each record's task how it was recorded.
+fn answer(records: &[AttemptRecord], replies: Vec<Reply>, recorded: &[(Uuid, Recorded)]) {
+    let by_id: HashMap<Uuid, Recorded> = recorded.iter().copied().collect();
+    for (record, reply) in records.iter().zip(replies) {
+        let _ = reply.send(Ok(by_id.get(&record.delivery_id).copied()));
+    }
+}
+
+async fn write(
+    pool: &Pool,
+    records: &[AttemptRecord],
+) -> Result<Vec<(Uuid, Recorded)>, HandlerError> {
+    let client = pool.get().await.map_err(DbError::from)?;
+    Ok(deliveries::record_attempts(&client, records).await?)
 }

@@ -70,8 +70,11 @@ pub async fn run(
     let config = ConsumerConfig {
         name: format!("{} herald-worker", base.topology.prefix()),
         queue: base.topology.deliveries(),
+        park_queue: base.topology.failed_queue(),
+        parked: base.metrics.deliveries_parked.clone(),
         prefetch: settings.worker.concurrency,
         drain_timeout: Duration::from_secs(settings.worker.shutdown_timeout_seconds),
+        pause: Duration::from_millis(settings.amqp.requeue_pause_ms),
     };
     consumer::run(
         &settings.amqp,

@@ -6,10 +6,13 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use futures_util::future::try_join_all;
 use herald_shared::amqp::{VIA_HEADER, json_properties};
-use herald_shared::models::{EventId, EventMessage, EventType, Severity};
+use herald_shared::models::{
+    EventId, EventMessage, EventType, OCCURRED_YEARS, Severity, check_source,
+};
+use herald_shared::payload::{self, Limits};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -112,17 +115,27 @@ fn to_message(
         (None, None) => Some(EventId::generate()),
     };
     if let Some(source) = &input.source
-        && (source.is_empty() || source.len() > 255)
+        && let Err(e) = check_source(source)
+    {
+        problems.push(FieldError::new(format!("{prefix}source"), e.0));
+    }
+    if let Some(at) = input.occurred_at
+        && !OCCURRED_YEARS.contains(&at.year())
     {
         problems.push(FieldError::new(
-            format!("{prefix}source"),
-            "must be 1 to 255 characters",
+            format!("{prefix}occurred_at"),
+            "must be between the years 1 and 9999",
         ));
     }
     if input.data.get().len() > max_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
             "{prefix}data is larger than {max_bytes} bytes"
         )));
+    }
+    // Anything Postgres could not store is refused here, not accepted and
+    // then parked.
+    if let Err(p) = payload::check(input.data.get(), Limits::DATA) {
+        problems.push(FieldError::new(p.under(&format!("{prefix}data")), p.detail));
     }
     let id = id.map(|i| i.as_str().to_owned()).unwrap_or_default();
     Ok((

@@ -17,6 +17,7 @@ use axum::{Extension, Router};
 use herald_shared::health::{database_ready, metrics_response};
 
 use crate::error::ApiError;
+use crate::extract::BodyReadTimeout;
 use crate::state::AppState;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -65,13 +66,42 @@ pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
         .split_for_parts();
+    let body_timeout = Duration::from_secs(state.settings.api.body_read_timeout_seconds);
     let router = router
         // Bodies of every other route are small; event routes set their own.
         .layer(DefaultBodyLimit::max(max_event.max(64 * 1024)))
         .layer(Extension(Arc::new(document.clone())))
+        .layer(Extension(BodyReadTimeout(body_timeout)))
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(limit_headers))
         .with_state(state);
     (router, document)
+}
+
+/// Request headers accepted at most, in number and in bytes.
+pub const MAX_HEADERS: usize = 100;
+/// See [`MAX_HEADERS`].
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Answers 431 (as problem+json) for requests with too many or too large
+/// headers; the server itself only cuts off those far past these limits.
+async fn limit_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(format!(
+            "at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 pub fn router(state: AppState) -> Router {

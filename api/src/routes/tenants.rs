@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::state::AppState;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -100,15 +100,10 @@ async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant_id): ApiPath<Uuid>,
-    body: axum::body::Bytes,
+    // The body is optional: an empty one makes an unnamed token.
+    OptionalJson(body): OptionalJson<CreateToken>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
-    // The body is optional: an empty one makes an unnamed token.
-    let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateToken::default()
-    } else {
-        parse_json(&body)?
-    };
     let name = body.name.unwrap_or_default();
     if name.len() > 255 {
         return Err(ApiError::invalid("name", "must be at most 255 characters"));

@@ -783,14 +783,9 @@ async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    body: axum::body::Bytes,
+    crate::extract::OptionalJson(input): crate::extract::OptionalJson<RotateInput>,
 ) -> ApiResult<impl IntoResponse> {
     let tenant = caller.tenant()?;
-    let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateInput::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
     let secret = match input.secret {
         Some(s) => WebhookSecret::parse(s.trim()).map_err(|e| ApiError::invalid("secret", e))?,
         None => WebhookSecret::generate(),
@@ -879,7 +874,8 @@ async fn rotate_signing_key(
 /// and HTTP code as every delivery, and answers how it went. The event and
 /// its delivery are recorded like any other (not retried).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = TestResult), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = TestResult), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem, description = "the tenant has its most test calls in flight")))]
 async fn test_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -890,6 +886,11 @@ async fn test_webhook(
     use herald_shared::sender::WebhookConfig;
 
     let tenant = caller.tenant()?;
+    // The call waits on the tenant's endpoint: a few at a time per tenant.
+    let _slot = state
+        .test_slots
+        .try_take(tenant)
+        .ok_or(ApiError::RateLimited(1))?;
     let mut client = state.pool.get().await?;
     let webhook = webhooks::get(&client, tenant, id, false)
         .await?
@@ -948,10 +949,12 @@ async fn test_webhook(
         due_at: None,
         manual: true,
     };
+    // No pooled connection is held while the endpoint takes its time.
+    drop(client);
     let attempt = state.sender.send(&message, &config, now, 1).await;
     let success = attempt.status_code.is_some_and(|s| (200..300).contains(&s));
     deliveries::record_attempts(
-        &client,
+        &state.pool.get().await?,
         &[AttemptRecord {
             delivery_id,
             attempted_at: now,

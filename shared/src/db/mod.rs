@@ -28,8 +28,99 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("unique constraint {constraint} violated")]
     Conflict { constraint: String },
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(tokio_postgres::Error),
+}
+
+/// What a failed query means for trying it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The database cannot be reached or is shutting down: the same query
+    /// will work once it is back.
+    Unavailable,
+    /// The query lost a race or a resource for now (a deadlock, a
+    /// serialization failure, a cancelled statement, an I/O error on the
+    /// server): it may work if tried again, a few times.
+    Transient,
+    /// The server refused the statement for what it holds or asks (bad
+    /// data, a constraint, a limit such as stack depth): it fails the same
+    /// way every time.
+    Permanent,
+}
+
+impl DbError {
+    /// Classifies the failure by what it is: the connection, the moment, or
+    /// the statement itself.
+    #[must_use]
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Pool(_) => FailureKind::Unavailable,
+            Self::Conflict { .. } => FailureKind::Permanent,
+            Self::Query(e) => match e.as_db_error() {
+                Some(db) => kind_of_sqlstate(db.code().code()),
+                None if e.is_closed() || source_is_io(e) => FailureKind::Unavailable,
+                // A value Herald could not encode or decode: a retry may
+                // find the row changed, but rarely; bounded by the caller.
+                None => FailureKind::Transient,
+            },
+        }
+    }
+}
+
+/// SQLSTATE classes by what they say about trying again (PostgreSQL
+/// documentation, Appendix A).
+fn kind_of_sqlstate(code: &str) -> FailureKind {
+    match code {
+        // Connection exceptions, insufficient resources, and the server
+        // shutting down or starting up.
+        c if c.starts_with("08") || c.starts_with("53") => FailureKind::Unavailable,
+        "57P01" | "57P02" | "57P03" => FailureKind::Unavailable,
+        // Transaction rollbacks (serialization, deadlock), a lock not
+        // available, a cancelled statement, system and internal errors.
+        c if c.starts_with("40") || c.starts_with("58") || c.starts_with("XX") => {
+            FailureKind::Transient
+        }
+        "55P03" | "57014" => FailureKind::Transient,
+        // Everything else is the statement refused: data exceptions (22),
+        // constraints (23), program limits (54), syntax or access (42), …
+        _ => FailureKind::Permanent,
+    }
+}
+
+fn source_is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Postgres's own words for a refused statement (its message, SQLSTATE and
+/// any detail) rather than the driver's "db error".
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            crate::text::clean(&text).into_owned()
+        }
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for DbError {

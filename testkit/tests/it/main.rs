@@ -6,6 +6,7 @@ mod api;
 mod circuit;
 mod delivery_options;
 mod history;
+mod hostile;
 mod isolation;
 mod openapi;
 mod operations;

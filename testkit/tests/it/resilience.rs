@@ -53,11 +53,22 @@ async fn processes_reconnect_to_the_broker_and_the_database() {
     })
     .await;
 
-    // The database ends every session.
+    // The database ends every session. A request that meets a connection
+    // the server closed is answered 503 (never 500); a producer retries.
     assert!(env.terminate_db_connections().await > 0);
-    let third = api
-        .send_event(&token, json!({"event_type": "a.b", "data": {"n": 3}}))
-        .await;
+    let third = wait_until(WAIT, "the api accepting events again", || async {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/events",
+                Some(&token),
+                Some(&json!({"event_type": "a.b", "data": {"n": 3}})),
+            )
+            .await;
+        assert!(status == 202 || status == 503, "{status}: {body}");
+        (status == 202).then(|| body["id"].as_str().unwrap().to_owned())
+    })
+    .await;
     wait_until(WAIT, "delivery after the database came back", || async {
         receiver
             .requests()
