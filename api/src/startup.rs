@@ -54,6 +54,9 @@ impl Application {
                 tracing::warn!(error.message = %e, "broker unreachable at start; will retry on demand")
             }
         }
+        if let Err(e) = seal_clear_headers(&pool, &sealer).await {
+            tracing::warn!(error.message = %e, "could not seal stored header values; will try at the next start");
+        }
         let watch = VersionWatch::default();
         if let Err(e) = watch.refresh(&pool).await {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
@@ -119,4 +122,19 @@ impl Application {
         tracing::info!("api stopped");
         Ok(())
     }
+}
+
+/// Seals the header values a Herald from before sealing stored in clear.
+/// Safe to run on every start and on several replicas at once: a row is
+/// rewritten only while it is still as read.
+async fn seal_clear_headers(pool: &deadpool_postgres::Pool, sealer: &Sealer) -> anyhow::Result<()> {
+    use herald_shared::db::webhooks::{clear_headers, seal_headers, store_sealed_headers};
+    let client = pool.get().await?;
+    for (id, clear) in clear_headers(&client).await? {
+        let (masked, sealed) = seal_headers(sealer, &clear);
+        if let Some(sealed) = sealed {
+            store_sealed_headers(&client, id, &clear, &masked, &sealed).await?;
+        }
+    }
+    Ok(())
 }

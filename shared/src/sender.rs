@@ -145,8 +145,11 @@ impl WebhookConfig {
             (Some(sealed), Some(until)) => Some((open_secret(sealed)?, until)),
             _ => None,
         };
+        let clear =
+            crate::db::webhooks::open_headers(sealer, &w.headers, w.headers_sealed.as_deref())
+                .map_err(LoadError::Secret)?;
         let mut headers = HeaderMap::new();
-        for (name, value) in &w.headers {
+        for (name, value) in &clear {
             // Checked by the api on the way in; skip anything that no
             // longer parses rather than fail the delivery.
             if let (Ok(n), Ok(v)) = (

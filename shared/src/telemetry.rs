@@ -8,11 +8,27 @@ use crate::config::LogFormat;
 const DEFAULT_FILTER: &str =
     "info,herald_shared=info,herald_api=info,herald_dispatcher=info,herald_worker=info,lapin=warn";
 
+/// The database driver logs every statement's parameters at debug level:
+/// payloads, sealed values, anything. Those lines never reach a log,
+/// whatever level is asked for.
+const NEVER: &[&str] = &["tokio_postgres::query=info"];
+
+/// The filter from `RUST_LOG` (else `default`), less what must never be
+/// logged.
+fn filter(default: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    for directive in NEVER {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 /// Installs the global subscriber. A second call (several apps in one test
 /// process) is harmless.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = filter(DEFAULT_FILTER);
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // `try_init` fails only when a subscriber is already set, which is fine.
     let _ = match format {
@@ -23,7 +39,7 @@ pub fn init(format: LogFormat) {
 
 /// For tests: output captured per test, shown only when it fails.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = filter("warn");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

@@ -129,6 +129,8 @@ async fn delivery_logs_carry_their_ids_and_never_a_secret() {
                    "client_id": "herald", "client_secret": client_secret}),
         ),
     ];
+    // A credential in a custom header, as some endpoints want it.
+    let header_secret = format!("hdr-{}", Uuid::new_v4().simple());
     let mut hook_ids = Vec::new();
     for (name, auth) in hooks {
         let hook = api
@@ -138,7 +140,8 @@ async fn delivery_logs_carry_their_ids_and_never_a_secret() {
                 &token,
                 Some(
                     json!({"name": name, "url": receiver.url(name), "auth": auth,
-                    "retry_attempts": 1, "retry_backoff_seconds": 1}),
+                    "retry_attempts": 1, "retry_backoff_seconds": 1,
+                    "headers": {"X-Partner-Key": header_secret}}),
                 ),
             )
             .await;
@@ -193,7 +196,7 @@ async fn delivery_logs_carry_their_ids_and_never_a_secret() {
     let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
     secrets.push(b64(format!("u:{password}")));
     secrets.push(b64(format!("herald:{client_secret}")));
-    secrets.extend([api_key, bearer, password, client_secret]);
+    secrets.extend([api_key, bearer, password, client_secret, header_secret]);
 
     worker.terminate();
     api_process.terminate();
@@ -248,6 +251,14 @@ async fn delivery_logs_carry_their_ids_and_never_a_secret() {
     );
     assert!(!api_text.is_empty(), "the api logged at debug level");
 
+    // The database driver's statement parameters (payloads, sealed values,
+    // response bodies) are never logged, whatever the level.
+    for text in [&worker_text, &api_text] {
+        assert!(
+            !text.contains("with parameters"),
+            "query parameters in a log"
+        );
+    }
     for secret in &secrets {
         assert!(
             !worker_text.contains(secret.as_str()),

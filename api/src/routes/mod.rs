@@ -53,7 +53,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The API's routes and its OpenAPI document.
-pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
     let max_event = state.settings.api.max_event_bytes;
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
@@ -66,6 +66,7 @@ pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
         .split_for_parts();
+    let document = with_problem_answers(&document);
     let body_timeout = Duration::from_secs(state.settings.api.body_read_timeout_seconds);
     let router = router
         // Bodies of every other route are small; event routes set their own.
@@ -122,10 +123,87 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
-async fn openapi_json(
-    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
-) -> impl IntoResponse {
+async fn openapi_json(Extension(document): Extension<Arc<serde_json::Value>>) -> impl IntoResponse {
     axum::Json(document.as_ref().clone())
+}
+
+/// The document with every problem answer the api really gives: each
+/// operation's own, and those any request can meet (405, 408, 431, 500;
+/// 401, 429 and 503 where a token is needed; 400, 413, 415 and 422 where a
+/// JSON body is read), all as `application/problem+json`.
+fn with_problem_answers(document: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut doc = serde_json::to_value(document).unwrap_or(Value::Null);
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        })
+    };
+    let always: &[(&str, &str)] = &[
+        ("405", "the method is not allowed on this path"),
+        ("431", "too many or too large request headers"),
+        ("500", "an internal error, logged"),
+    ];
+    let authenticated: &[(&str, &str)] = &[
+        ("401", "no or a bad bearer token"),
+        ("429", "over the tenant's rate limit (see Retry-After)"),
+        (
+            "503",
+            "the database or broker is unavailable (see Retry-After)",
+        ),
+    ];
+    let with_body: &[(&str, &str)] = &[
+        ("400", "malformed JSON, or data after it"),
+        ("408", "the body was not sent in time"),
+        ("413", "the body is too large"),
+        ("415", "the body is not sent as application/json"),
+        ("422", "invalid fields, each named in errors"),
+    ];
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let secured = op.contains_key("security");
+            let body = op.contains_key("requestBody");
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            // The ones declared with the route: the problem media type.
+            for answer in responses.values_mut() {
+                let refs_problem = answer
+                    .pointer("/content/application~1json/schema/$ref")
+                    .and_then(Value::as_str)
+                    == Some("#/components/schemas/Problem");
+                if refs_problem && let Some(content) = answer.get_mut("content") {
+                    let schema = content["application/json"].take();
+                    *content = json!({"application/problem+json": schema});
+                }
+            }
+            let mut add = |list: &[(&str, &str)]| {
+                for (status, description) in list {
+                    responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+            };
+            add(always);
+            if secured {
+                add(authenticated);
+            }
+            if body {
+                add(with_body);
+            }
+        }
+    }
+    doc
 }
 
 /// Readiness: the database answers and the broker accepts a connection.

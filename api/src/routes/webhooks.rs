@@ -8,7 +8,10 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use herald_shared::db::webhooks::{self, Headers, Webhook, WebhookFields, WebhookOptions};
+use herald_shared::db::webhooks::{
+    self, Headers, Webhook, WebhookFields, WebhookOptions, mask_header_value, mask_headers,
+    open_headers, seal_headers,
+};
 use herald_shared::db::{DbError, DbResult};
 use herald_shared::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
 use herald_shared::models::EventPattern;
@@ -228,7 +231,12 @@ impl From<Webhook> for WebhookOut {
             description: w.description,
             url: w.url,
             event_types: w.event_types,
-            headers: w.headers,
+            // Masked as stored; a row from before sealing is masked here.
+            headers: if w.headers_sealed.is_some() {
+                w.headers
+            } else {
+                mask_headers(&w.headers)
+            },
             timeout_seconds: w.timeout_seconds,
             retry_attempts: w.retry_attempts,
             retry_backoff_seconds: w.retry_backoff_seconds,
@@ -442,13 +450,34 @@ fn merge(
         );
     }
 
-    let headers = input
-        .headers
-        .or_else(|| base.as_ref().map(|b| b.headers.clone()))
-        .unwrap_or_default();
     let mut reserved = vec![simple_header];
     reserved.extend(auth.as_ref().map(OutboundAuth::header_name));
-    check_headers(&headers, &reserved, &mut p);
+    let (headers, headers_sealed) = match (input.headers, &base) {
+        (Some(given), _) => {
+            // A value sent back as the API showed it (masked) keeps the
+            // value stored under that name.
+            let current = base
+                .as_ref()
+                .and_then(|b| {
+                    open_headers(&state.sealer, &b.headers, b.headers_sealed.as_deref()).ok()
+                })
+                .unwrap_or_default();
+            let clear: Headers = given
+                .into_iter()
+                .map(|(name, value)| match current.get(&name) {
+                    Some(old) if mask_header_value(old) == value => (name, old.clone()),
+                    _ => (name, value),
+                })
+                .collect();
+            check_headers(&clear, &reserved, &mut p);
+            seal_headers(&state.sealer, &clear)
+        }
+        (None, Some(b)) => {
+            check_headers(&b.headers, &reserved, &mut p);
+            (b.headers.clone(), b.headers_sealed.clone())
+        }
+        (None, None) => (Headers::new(), None),
+    };
 
     let timeout_seconds = p.range(
         "timeout_seconds",
@@ -510,6 +539,7 @@ fn merge(
             event_types,
             secret_sealed,
             headers,
+            headers_sealed,
             timeout_seconds,
             retry_attempts,
             retry_backoff_seconds,

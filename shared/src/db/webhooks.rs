@@ -14,6 +14,62 @@ use crate::signing::SigningOptions;
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;
 
+/// A header value as the API shows it: never the value itself, at most its
+/// last four characters when it is long enough for those to give nothing
+/// away.
+#[must_use]
+pub fn mask_header_value(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() >= 16 {
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("****{tail}")
+    } else {
+        "****".to_owned()
+    }
+}
+
+/// Every value masked (see [`mask_header_value`]).
+#[must_use]
+pub fn mask_headers(headers: &Headers) -> Headers {
+    headers
+        .iter()
+        .map(|(name, value)| (name.clone(), mask_header_value(value)))
+        .collect()
+}
+
+/// The masked headers to store beside the sealed JSON of the values.
+#[must_use]
+pub fn seal_headers(
+    sealer: &crate::crypto::Sealer,
+    headers: &Headers,
+) -> (Headers, Option<Vec<u8>>) {
+    if headers.is_empty() {
+        return (Headers::new(), None);
+    }
+    // A map of strings always serializes.
+    let json = serde_json::to_vec(headers).unwrap_or_default();
+    (mask_headers(headers), Some(sealer.seal(&json)))
+}
+
+/// A webhook's header values in clear: opened from `headers_sealed`, or as
+/// stored by a Herald from before sealing.
+///
+/// # Errors
+/// Sealed under another key, or damaged.
+pub fn open_headers(
+    sealer: &crate::crypto::Sealer,
+    headers: &Headers,
+    sealed: Option<&[u8]>,
+) -> Result<Headers, String> {
+    match sealed {
+        None => Ok(headers.clone()),
+        Some(sealed) => {
+            let json = sealer.open(sealed).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&json).map_err(|e| format!("headers: {e}"))
+        }
+    }
+}
+
 /// A webhook's delivery options that are not secret (the `options`
 /// column): body format, signature schemes, which kind of outbound
 /// authentication is set.
@@ -38,7 +94,11 @@ pub struct Webhook {
     pub url: String,
     pub event_types: Vec<String>,
     pub secret_sealed: Vec<u8>,
+    /// Header names with masked values (see [`seal_headers`]); the values
+    /// themselves for a row from before sealing (`headers_sealed` empty).
     pub headers: Headers,
+    /// The header values, sealed JSON.
+    pub headers_sealed: Option<Vec<u8>>,
     pub timeout_seconds: i32,
     pub retry_attempts: i32,
     pub retry_backoff_seconds: i32,
@@ -74,7 +134,7 @@ const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secre
     created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
     rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
     signing_key_sealed, public_key, previous_signing_key_sealed, previous_signing_key_expires_at,
-    previous_public_key";
+    previous_public_key, headers_sealed";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -89,6 +149,7 @@ impl Webhook {
             event_types: r.get(5),
             secret_sealed: r.get(6),
             headers,
+            headers_sealed: r.get(29),
             timeout_seconds: r.get(8),
             retry_attempts: r.get(9),
             retry_backoff_seconds: r.get(10),
@@ -122,7 +183,10 @@ pub struct WebhookFields {
     pub url: String,
     pub event_types: Vec<String>,
     pub secret_sealed: Vec<u8>,
+    /// Names and masked values.
     pub headers: Headers,
+    /// The values, sealed.
+    pub headers_sealed: Option<Vec<u8>>,
     pub timeout_seconds: i32,
     pub retry_attempts: i32,
     pub retry_backoff_seconds: i32,
@@ -138,12 +202,12 @@ pub struct WebhookFields {
 
 impl WebhookFields {
     /// The caller-set columns in the order `create` and `update` bind them
-    /// (`$3` to `$19`).
+    /// (`$3` to `$20`).
     fn columns<'a>(
         &'a self,
         headers: &'a Json<&'a Headers>,
         options: &'a Json<&'a WebhookOptions>,
-    ) -> [&'a (dyn ToSql + Sync); 17] {
+    ) -> [&'a (dyn ToSql + Sync); 18] {
         [
             &self.name,
             &self.description,
@@ -162,6 +226,7 @@ impl WebhookFields {
             &self.auth_sealed,
             &self.signing_key_sealed,
             &self.public_key,
+            &self.headers_sealed,
         ]
     }
 }
@@ -175,6 +240,7 @@ impl From<Webhook> for WebhookFields {
             event_types: w.event_types,
             secret_sealed: w.secret_sealed,
             headers: w.headers,
+            headers_sealed: w.headers_sealed,
             timeout_seconds: w.timeout_seconds,
             retry_attempts: w.retry_attempts,
             retry_backoff_seconds: w.retry_backoff_seconds,
@@ -200,9 +266,10 @@ pub async fn create(
     let sql = format!(
         "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
             headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
-            disabled_reason, rate_limit, options, auth_sealed, signing_key_sealed, public_key)
+            disabled_reason, rate_limit, options, auth_sealed, signing_key_sealed, public_key,
+            headers_sealed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19)
+            $19, $20)
          RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
@@ -229,7 +296,7 @@ pub async fn update(
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
             rate_limit = $15, options = $16, auth_sealed = $17, signing_key_sealed = $18,
-            public_key = $19, updated_at = now(),
+            public_key = $19, headers_sealed = $20, updated_at = now(),
             -- Re-enabling starts the failure run afresh, so the webhook is
             -- not disabled again by the failures that disabled it.
             failing_since = CASE WHEN $13 AND NOT is_active THEN NULL ELSE failing_since END,
@@ -426,4 +493,46 @@ pub async fn rotate_signing_key(
         previous_public_key: r.get(1),
         previous_expires_at: r.get(2),
     }))
+}
+
+/// Webhooks whose header values are still in clear (stored by a Herald from
+/// before sealing), with those values.
+///
+/// # Errors
+/// A database error.
+pub async fn clear_headers(client: &impl GenericClient) -> DbResult<Vec<(Uuid, Headers)>> {
+    let rows = client
+        .query(
+            "SELECT id, headers FROM webhooks WHERE headers_sealed IS NULL AND headers <> '{}'::jsonb",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let Json(headers): Json<Headers> = r.get(1);
+            (r.get(0), headers)
+        })
+        .collect())
+}
+
+/// Stores a webhook's headers sealed, if they are still as read (in clear).
+///
+/// # Errors
+/// A database error.
+pub async fn store_sealed_headers(
+    client: &impl GenericClient,
+    id: Uuid,
+    clear: &Headers,
+    masked: &Headers,
+    sealed: &[u8],
+) -> DbResult<()> {
+    client
+        .execute(
+            "UPDATE webhooks SET headers = $3, headers_sealed = $4
+             WHERE id = $1 AND headers_sealed IS NULL AND headers = $2",
+            &[&id, &Json(clear), &Json(masked), &sealed],
+        )
+        .await?;
+    Ok(())
 }

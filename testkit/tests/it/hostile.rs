@@ -809,3 +809,97 @@ async fn slow_clients_are_cut_off_and_cannot_hold_every_connection() {
         assert!(held < Duration::from_secs(15), "held {held:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_header_values_are_sealed_at_rest_and_answered_masked() {
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let value = "partner-key-0123456789abcdef";
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "h", "url": receiver.url("/h"), "headers": {"X-Partner-Key": value, "X-Short": "abc"}}),
+        )
+        .await;
+    assert_eq!(
+        hook["headers"],
+        json!({"X-Partner-Key": "****cdef", "X-Short": "****"})
+    );
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let (_, read) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(read["headers"], hook["headers"]);
+    let stored: String = env
+        .db()
+        .await
+        .query_one("SELECT row_to_json(w)::text FROM webhooks w", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !stored.contains(value) && !stored.contains("abc\""),
+        "in clear: {stored}"
+    );
+
+    // The receiver gets the values; sending the masked answer back keeps them.
+    let (status, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(&token),
+            Some(&json!({"headers": {"X-Partner-Key": "****cdef", "X-New": "new-value"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["headers"]["X-New"], "****");
+    let sent = wait_until(WAIT, "a delivery with the new headers", || async {
+        // Changes reach the worker within 2 s: send until one carries them.
+        api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        receiver
+            .requests_to("/h")
+            .into_iter()
+            .find(|r| r.header("x-new").is_some())
+    })
+    .await;
+    assert_eq!(sent.header("x-partner-key"), Some(value));
+    assert_eq!(sent.header("x-new"), Some("new-value"));
+    assert_eq!(sent.header("x-short"), None, "a header left out is removed");
+
+    // Values stored in clear by an older Herald are sealed when an api starts.
+    env.db()
+        .await
+        .execute(
+            "UPDATE webhooks SET headers = '{\"X-Old\": \"legacy-value-123456\"}', headers_sealed = NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (_, legacy) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        legacy["headers"],
+        json!({"X-Old": "****3456"}),
+        "masked even before sealing"
+    );
+    let _second = env.start_api().await;
+    let sealed = env
+        .count("SELECT count(*) FROM webhooks WHERE headers_sealed IS NOT NULL AND headers::text NOT LIKE '%legacy%'")
+        .await;
+    assert_eq!(sealed, 1);
+}

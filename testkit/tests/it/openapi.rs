@@ -104,4 +104,38 @@ async fn the_document_covers_every_route_and_resolves() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Every problem answer is documented as application/problem+json, and
+    // each status the api really gives is listed where it can happen.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            for (status, answer) in responses {
+                assert!(
+                    answer["content"]
+                        .get("application/json")
+                        .is_none_or(|c| c["schema"]["$ref"] != "#/components/schemas/Problem"),
+                    "{method} {path} {status}: a problem documented as application/json"
+                );
+            }
+            for status in ["405", "431", "500"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lists {status}"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lists {status}"
+                    );
+                }
+            }
+        }
+    }
+    let events = &doc["paths"]["/v1/events"]["post"]["responses"];
+    assert!(events["415"]["content"]["application/problem+json"].is_object());
+    assert!(events["401"]["content"]["application/problem+json"].is_object());
+    assert!(events["503"].is_object() && events["429"].is_object());
 }
