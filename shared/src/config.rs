@@ -111,6 +111,11 @@ pub struct WorkerSettings {
     /// Deliveries to one webhook in flight at once in one worker; the
     /// excess waits briefly, so a slow endpoint cannot take every slot.
     pub max_inflight_per_webhook: u16,
+    /// The part of `concurrency` that slow and unproven endpoints share.
+    pub slow_lane_share: f64,
+    /// An attempt or request in flight longer than this makes its endpoint
+    /// slow.
+    pub slow_threshold_ms: u64,
     /// Failed attempts in a row that open an endpoint's breaker.
     pub breaker_threshold: u32,
     /// How long a breaker first stays open (doubling while probes fail).
@@ -210,6 +215,9 @@ impl Settings {
         }
         if self.dispatcher.sweep_interval_seconds == 0 {
             bail!("dispatcher.sweep_interval_seconds must be at least 1");
+        }
+        if !(self.worker.slow_lane_share > 0.0 && self.worker.slow_lane_share <= 1.0) {
+            bail!("worker.slow_lane_share must be above 0 and at most 1");
         }
         if self.worker.max_inflight_per_webhook == 0 {
             bail!("worker.max_inflight_per_webhook must be at least 1");

@@ -26,6 +26,8 @@ pub struct Metrics {
     /// Deliveries whose retries ran out (dead-lettered to the failed queue).
     pub deliveries_exhausted: IntCounter,
     pub inflight_deliveries: IntGauge,
+    /// Of those, the ones to slow or unproven endpoints (the slow lane).
+    pub slow_lane_deliveries: IntGauge,
     pub queue_messages: IntGaugeVec,
     pub webhooks_disabled: IntCounter,
     /// Messages parked in the invalid-events queue.
@@ -88,6 +90,14 @@ impl Metrics {
         registry
             .register(Box::new(inflight.clone()))
             .expect("registered once");
+        let slow_lane = IntGauge::new(
+            "herald_slow_lane_deliveries",
+            "Deliveries being attempted to slow or unproven endpoints (the slow lane)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(slow_lane.clone()))
+            .expect("registered once");
         let queue_messages = IntGaugeVec::new(
             Opts::new("herald_queue_messages", "Messages ready in a queue"),
             &["queue"],
@@ -136,6 +146,7 @@ impl Metrics {
                 "Deliveries whose retries ran out, parked in the failed queue",
             ),
             inflight_deliveries: inflight,
+            slow_lane_deliveries: slow_lane,
             queue_messages,
             webhooks_disabled: counter(
                 "herald_webhooks_disabled_total",

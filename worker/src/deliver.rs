@@ -195,6 +195,9 @@ impl Worker {
         let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
             return self.hold(publisher, m, self.tier_for(Duration::ZERO)).await;
         };
+        if permit.in_lane() {
+            self.metrics.slow_lane_deliveries.inc();
+        }
         let attempted_at = Utc::now();
         let attempt_number = state.attempt_count + 1;
         self.metrics.inflight_deliveries.inc();
@@ -208,7 +211,16 @@ impl Worker {
         } else {
             Signal::from_status(attempt.status_code)
         };
-        self.limiter.feedback(webhook.id, signal);
+        // A timeout is as slow as it gets, whatever the clock says.
+        let took = if attempt.outcome == "timeout" {
+            Duration::MAX
+        } else {
+            attempt.duration
+        };
+        self.limiter.feedback(webhook.id, signal, took);
+        if permit.in_lane() {
+            self.metrics.slow_lane_deliveries.dec();
+        }
         drop(permit);
         self.metrics
             .delivery_attempts

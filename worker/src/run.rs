@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backlog::{Backlog, WINDOW};
 use crate::breaker::Breaker;
 use crate::deliver::Worker;
-use crate::limiter::EndpointLimiter;
+use crate::limiter::{EndpointLimiter, LimiterConfig};
 use crate::rate::RateLimiter;
 use crate::recorder::Recorder;
 use crate::webhook_cache::WebhookCache;
@@ -56,7 +56,11 @@ pub async fn run(
         sender,
         topology: base.topology.clone(),
         max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
-        limiter: EndpointLimiter::new(usize::from(settings.worker.max_inflight_per_webhook)),
+        limiter: EndpointLimiter::new(LimiterConfig {
+            max_per_endpoint: usize::from(settings.worker.max_inflight_per_webhook),
+            slow_lane: slow_lane(settings.worker.concurrency, settings.worker.slow_lane_share),
+            slow_threshold: Duration::from_millis(settings.worker.slow_threshold_ms),
+        }),
         breaker: Breaker::new(
             settings.worker.breaker_threshold,
             Duration::from_secs(settings.worker.breaker_open_seconds),
@@ -90,4 +94,14 @@ pub async fn run(
     base.finish().await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The slow lane's places: the share of the worker's concurrency, at least
+/// one.
+fn slow_lane(concurrency: u16, share: f64) -> usize {
+    let places = (f64::from(concurrency) * share).ceil();
+    // Between 1 and 65,535: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let places = places.clamp(1.0, f64::from(u16::MAX)) as usize;
+    places
 }

@@ -903,3 +903,93 @@ async fn custom_header_values_are_sealed_at_rest_and_answered_masked() {
         .await;
     assert_eq!(sealed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_endpoints_cannot_take_the_slots_of_a_healthy_one() {
+    // The test worker has 32 slots: its lane for slow endpoints is 8.
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, worker) = env.start_all().await;
+    let hostile = HostileEndpoint::start().await;
+    let receiver = Receiver::start().await;
+    let (_, slow_token) = api.create_tenant("slow").await;
+    let (_, good_token) = api.create_tenant("healthy").await;
+    for i in 0..6 {
+        api.create_webhook(
+            &slow_token,
+            json!({"name": format!("hang-{i}"), "url": hostile.url(&format!("/hang/{i}")),
+                   "timeout_seconds": 3, "retry_attempts": 0}),
+        )
+        .await;
+    }
+    api.create_webhook(
+        &good_token,
+        json!({"name": "ok", "url": receiver.url("/ok")}),
+    )
+    .await;
+    // 120 deliveries to six endpoints that never answer: without a lane
+    // they would hold every slot for 3 s at a time.
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"event_type": "a.b", "data": {"i": i}}))
+        .collect();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/events/batch",
+            Some(&slow_token),
+            Some(&json!({"events": batch})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let hanging = || {
+        (0..6)
+            .map(|i| hostile.hits(&format!("/hang/{i}")))
+            .sum::<usize>()
+    };
+    wait_until(WAIT, "requests hanging", || async {
+        (hanging() >= 6).then_some(())
+    })
+    .await;
+
+    let mut slowest = Duration::ZERO;
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        let id = api
+            .send_event(&good_token, json!({"event_type": "a.b", "data": {"i": i}}))
+            .await;
+        wait_until(WAIT, "a healthy delivery", || async {
+            receiver
+                .requests_to("/ok")
+                .iter()
+                .any(|r| r.header("webhook-id") == Some(id.as_str()))
+                .then_some(())
+        })
+        .await;
+        slowest = slowest.max(started.elapsed());
+        latencies.push(started.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("healthy latencies (ms): {latencies:?}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "healthy tenant beside 6 hanging endpoints: slowest {slowest:?}; {} requests hanging; slow lane {}",
+        hanging(),
+        gauge("herald_slow_lane_deliveries ")
+    );
+    assert!(gauge("herald_slow_lane_deliveries ") <= 8.0);
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a healthy delivery waited {slowest:?}"
+    );
+}
