@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_shared::amqp::{Publisher, Topology, confirmed_channel, connect};
+use herald_shared::amqp::{Publisher, Topology, connect};
 use herald_shared::config::Settings;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionWatch;
@@ -43,9 +43,8 @@ impl Application {
         let topology = Topology::new(&settings.amqp)?;
         match connect(&settings.amqp.url, "herald-api topology").await {
             Ok(conn) => {
-                let ch = confirmed_channel(&conn).await?;
                 topology
-                    .declare(&ch)
+                    .declare(&conn)
                     .await
                     .context("declaring the AMQP topology")?;
                 let _ = conn.close(200, "topology declared".into()).await;
@@ -68,6 +67,7 @@ impl Application {
             tenant_limiter: crate::rate_limit::TenantLimiter::new(
                 settings.api.rate_limit_per_second,
             ),
+            shaper: Arc::new(herald_shared::fairness::Shaper::new(&settings.fairness)),
             test_slots: crate::slots::TenantSlots::new(
                 settings.api.max_concurrent_tests_per_tenant,
             ),

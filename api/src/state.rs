@@ -28,6 +28,8 @@ pub struct AppState {
     pub tenant_limiter: crate::rate_limit::TenantLimiter,
     /// Test calls in flight per tenant.
     pub test_slots: crate::slots::TenantSlots,
+    /// Each event's priority by its tenant's share.
+    pub shaper: Arc<herald_shared::fairness::Shaper>,
 }
 
 /// Gathers which tokens authenticated requests, so that `last_used_at` is

@@ -11,6 +11,7 @@ use deadpool_postgres::Pool;
 use herald_shared::amqp::Topology;
 use herald_shared::amqp::VIA_HEADER;
 use herald_shared::consumer::{Handler, HandlerError, header_str};
+use herald_shared::fairness::{BULK, Shaper};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{EventId, EventMessage, EventType};
 use herald_shared::operational;
@@ -32,6 +33,8 @@ pub struct Dispatcher {
     pub max_event_bytes: usize,
     /// Stores and publishes checked events in batches.
     pub store: Store,
+    /// Each tenant's deliveries' priority by its share.
+    pub shaper: Shaper,
 }
 
 impl Handler for Dispatcher {
@@ -85,8 +88,18 @@ impl Dispatcher {
                 matching.retain(|w| *w != about);
             }
         }
+        // An event the api already found beyond its tenant's share stays
+        // bulk; otherwise the deliveries it makes are counted against the
+        // tenant's share here (for producers over AMQP, the only place).
+        let priority = if from_api(delivery) && delivery.properties.priority() == &Some(BULK) {
+            BULK
+        } else {
+            self.shaper
+                .priority(tenant_id, matching.len(), std::time::Instant::now())
+        };
         let received_at = Utc::now();
         let job = Job {
+            priority,
             tenant_id,
             id: id.as_str().to_owned(),
             event_type: event_type.as_str().to_owned(),
@@ -133,6 +146,10 @@ fn check_storable(message: &EventMessage) -> Result<(), HandlerError> {
 /// a producer over AMQP and is counted here.
 fn from_producer_over_amqp(delivery: &Delivery) -> bool {
     header_str(delivery, VIA_HEADER).is_none()
+}
+
+fn from_api(delivery: &Delivery) -> bool {
+    header_str(delivery, VIA_HEADER).as_deref() == Some("http")
 }
 
 fn from_herald(delivery: &Delivery) -> bool {

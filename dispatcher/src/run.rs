@@ -28,6 +28,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let base = Base::start(&settings, settings.dispatcher.listen, listener, &shutdown).await?;
     let dispatcher = Arc::new(Dispatcher {
+        shaper: herald_shared::fairness::Shaper::new(&settings.fairness),
         cache: SubscriptionCache::new(base.pool.clone(), base.watch.clone()),
         pool: base.pool.clone(),
         topology: base.topology.clone(),

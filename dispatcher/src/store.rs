@@ -43,6 +43,8 @@ pub struct Job {
     pub redelivered: bool,
     /// The channel to publish its deliveries on (the consumer session's).
     pub publisher: Channel,
+    /// Its delivery messages' priority (see [`herald_shared::fairness`]).
+    pub priority: u8,
 }
 
 type Reply = oneshot::Sender<Result<usize, HandlerError>>;
@@ -239,7 +241,7 @@ async fn publish(
             &exchange,
             &exchange,
             body,
-            json_properties(),
+            json_properties().with_priority(jobs[*i].priority),
         )
     }))
     .await?;

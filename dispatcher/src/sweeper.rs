@@ -52,8 +52,9 @@ impl Sweeper {
                 return Ok(total);
             }
             let messages = deliveries::messages_for(&client, &ids, false).await?;
+            // Late already; behind live traffic.
             self.publisher
-                .publish_deliveries(&self.topology, &messages)
+                .publish_deliveries(&self.topology, &messages, herald_shared::fairness::BULK)
                 .await?;
             total += ids.len();
         }

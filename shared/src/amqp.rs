@@ -32,6 +32,8 @@ pub enum AmqpError {
     NotConfirmed,
     #[error("not connected to the broker")]
     NotConnected,
+    #[error("the message cannot be encoded: {0}")]
+    Encode(String),
 }
 
 /// Header the api sets on the events it publishes (`http`), so the
@@ -135,7 +137,36 @@ impl Topology {
     ///
     /// # Errors
     /// A broker error, including an existing queue with other arguments.
-    pub async fn declare(&self, ch: &Channel) -> Result<(), AmqpError> {
+    pub async fn declare(&self, conn: &Connection) -> Result<(), AmqpError> {
+        let ch = conn.create_channel().await?;
+        self.declare_on(&ch).await?;
+        // The hot queues are priority queues (fair scheduling between
+        // tenants); one declared by an older Herald without it is used as
+        // it is.
+        for queue in [self.dispatch_queue(), self.deliveries()] {
+            declare_hot_queue(conn, &queue).await?;
+        }
+        ch.queue_bind(
+            self.dispatch_queue().into(),
+            self.events_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            self.deliveries().into(),
+            self.deliveries().into(),
+            self.deliveries().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    async fn declare_on(&self, ch: &Channel) -> Result<(), AmqpError> {
         // Durable so that the topology and persistent messages survive a
         // broker restart; not auto-delete, since consumers come and go.
         let durable_exchange = ExchangeDeclareOptions {
@@ -168,21 +199,6 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(
-            self.dispatch_queue().into(),
-            durable_queue,
-            FieldTable::default(),
-        )
-        .await?;
-        ch.queue_bind(
-            self.dispatch_queue().into(),
-            self.events_exchange().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-
         // Parking queues are bounded: when full the oldest message goes, so
         // a flood of bad input cannot fill the broker's disk.
         ch.queue_declare(
@@ -195,21 +211,6 @@ impl Topology {
             self.failed_queue().into(),
             durable_queue,
             bounded(self.failed_max_length),
-        )
-        .await?;
-
-        ch.queue_declare(
-            self.deliveries().into(),
-            durable_queue,
-            FieldTable::default(),
-        )
-        .await?;
-        ch.queue_bind(
-            self.deliveries().into(),
-            self.deliveries().into(),
-            self.deliveries().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
         )
         .await?;
 
@@ -266,6 +267,46 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Declares a hot queue as a priority queue; if it exists without the
+/// argument (declared by an older Herald), declares it as it is and says
+/// that tenants are not prioritised until it is re-created.
+async fn declare_hot_queue(conn: &Connection, name: &str) -> Result<(), AmqpError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-max-priority".into(),
+        AMQPValue::ShortShortUInt(crate::fairness::MAX_PRIORITY),
+    );
+    let ch = conn.create_channel().await?;
+    match ch.queue_declare(name.into(), durable, args).await {
+        Ok(_) => {
+            let _ = ch.close(200, "declared".into()).await;
+            Ok(())
+        }
+        Err(e) if is_precondition_failed(&e) => {
+            tracing::warn!(
+                queue = name,
+                "the queue exists without x-max-priority: tenants share it first-in first-out until it is drained, deleted and declared again by a Herald process"
+            );
+            let ch = conn.create_channel().await?;
+            ch.queue_declare(name.into(), durable, FieldTable::default())
+                .await?;
+            let _ = ch.close(200, "declared".into()).await;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
+        if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
 }
 
 fn long_string(s: &str) -> AMQPValue {
@@ -473,16 +514,19 @@ impl Publisher {
         &self,
         topology: &Topology,
         messages: &[crate::models::DeliveryMessage],
+        priority: u8,
     ) -> Result<(), AmqpError> {
         let exchange = topology.deliveries();
-        let bodies: Vec<Vec<u8>> = messages
+        let bodies = messages
             .iter()
-            .map(|m| serde_json::to_vec(m).unwrap_or_default())
-            .collect();
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AmqpError::Encode(e.to_string()))?;
+        let properties = json_properties().with_priority(priority);
         futures_util::future::try_join_all(
             bodies
                 .iter()
-                .map(|body| self.publish(&exchange, &exchange, body, json_properties())),
+                .map(|body| self.publish(&exchange, &exchange, body, properties.clone())),
         )
         .await?;
         Ok(())

@@ -28,6 +28,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub security: SecuritySettings,
     pub retention: RetentionSettings,
+    pub fairness: FairnessSettings,
     pub log: LogSettings,
 }
 
@@ -133,6 +134,16 @@ pub struct SecuritySettings {
     pub allow_private_targets: bool,
     /// Base64 of 32 bytes; webhook secrets are sealed with it at rest.
     pub encryption_key: Option<SecretString>,
+}
+
+/// Fair scheduling between tenants (see [`crate::fairness`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FairnessSettings {
+    /// Messages a second each tenant sends at interactive priority, per
+    /// api replica (events) and per dispatcher (deliveries).
+    pub tenant_rate: u32,
+    /// How many it may send at once before the rate applies.
+    pub tenant_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

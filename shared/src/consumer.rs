@@ -84,6 +84,7 @@ impl From<AmqpError> for HandlerError {
             // The broker refused or returned this message: counted, since
             // a policy or a full queue may not pass.
             AmqpError::Nacked | AmqpError::Unroutable => Self::Transient(e.to_string()),
+            AmqpError::Encode(_) => Self::Permanent(e.to_string()),
             _ => Self::Unavailable(e.to_string()),
         }
     }
@@ -164,8 +165,8 @@ async fn session<H: Handler>(
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
     let conn = connect(&settings.url, &config.name).await?;
+    topology.declare(&conn).await?;
     let publisher = confirmed_channel(&conn).await?;
-    topology.declare(&publisher).await?;
 
     let channel = conn.create_channel().await?;
     // The prefetch bounds the messages (and handler tasks) in flight; set

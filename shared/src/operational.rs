@@ -100,6 +100,8 @@ pub async fn publish(
         &event.event_type,
         &body,
         json_properties()
+            // Herald's own events are few and someone waits for them.
+            .with_priority(crate::fairness::INTERACTIVE)
             .with_message_id(event.id.clone().unwrap_or_default().into())
             .with_headers(headers),
     )

@@ -280,10 +280,13 @@ impl TestEnv {
         let conn = connect(&self.settings.amqp.url, "herald-test")
             .await
             .expect("connect broker");
+        self.topology
+            .declare(&conn)
+            .await
+            .expect("declare topology");
         let ch = herald_shared::amqp::confirmed_channel(&conn)
             .await
             .expect("channel");
-        self.topology.declare(&ch).await.expect("declare topology");
         (conn, ch)
     }
 

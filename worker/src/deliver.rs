@@ -13,6 +13,7 @@ use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_conf
 use herald_shared::consumer::{Handler, HandlerError};
 use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
+use herald_shared::fairness;
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, DeliveryStatus, EventType};
 use herald_shared::operational;
@@ -37,6 +38,12 @@ fn is_operational(event_type: &str) -> bool {
 /// How long a delivery waits for a place under its endpoint's in-flight
 /// bound before it is parked instead.
 const LIMITER_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Where a delivery's follow-up messages go, and at what priority.
+struct Out<'a> {
+    channel: &'a Channel,
+    priority: u8,
+}
 
 #[derive(Debug)]
 pub struct Worker {
@@ -75,7 +82,12 @@ impl Handler for Worker {
             webhook_id = %message.webhook_id,
             attempt = message.attempt,
         );
-        self.deliver(publisher, &mut message, delivery.redelivered)
+        // Retries and holds keep the priority the message came with.
+        let out = Out {
+            channel: publisher,
+            priority: delivery.properties.priority().unwrap_or(fairness::BULK),
+        };
+        self.deliver(&out, &mut message, delivery.redelivered)
             .instrument(span)
             .await
     }
@@ -105,7 +117,7 @@ impl Handler for Worker {
 impl Worker {
     async fn deliver(
         &self,
-        publisher: &Channel,
+        out: &Out<'_>,
         m: &mut DeliveryMessage,
         redelivered: bool,
     ) -> Result<(), HandlerError> {
@@ -148,7 +160,7 @@ impl Worker {
             ) {
                 Park::Now => {}
                 Park::Sleep(d) => tokio::time::sleep(d).await,
-                Park::Tier(tier) => return self.park(publisher, m, tier).await,
+                Park::Tier(tier) => return self.park(out, m, tier).await,
             }
         }
 
@@ -178,7 +190,7 @@ impl Worker {
         if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
             && !m.manual
         {
-            return self.hold(publisher, m, self.tier_for(wait)).await;
+            return self.hold(out, m, self.tier_for(wait)).await;
         }
         // The webhook's rate limit, shared by every worker: without a token
         // the delivery waits, not counted as an attempt.
@@ -186,14 +198,14 @@ impl Worker {
             .rate
             .check(webhook.id, webhook.rate_limit, Instant::now())
         {
-            return self.hold(publisher, m, self.tier_for(wait)).await;
+            return self.hold(out, m, self.tier_for(wait)).await;
         }
         // An endpoint at its bound of deliveries in flight: this one waits
         // a moment for a place (a fast endpoint frees one at once), then in
         // the shortest tier, not counted as an attempt, so that its slot
         // here goes to another endpoint's delivery.
         let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
-            return self.hold(publisher, m, self.tier_for(Duration::ZERO)).await;
+            return self.hold(out, m, self.tier_for(Duration::ZERO)).await;
         };
         if permit.in_lane() {
             self.metrics.slow_lane_deliveries.inc();
@@ -288,10 +300,10 @@ impl Worker {
             m.due_at = Some(due);
             m.manual = false;
             let tier = self.tier_for((due - Utc::now()).to_std().unwrap_or_default());
-            self.park(publisher, m, tier).await?;
+            self.park(out, m, tier).await?;
             self.metrics.retries_scheduled.inc();
         } else if new_status == DeliveryStatus::Failed && matches!(verdict, Verdict::Retry { .. }) {
-            self.publish_exhausted(publisher, m, &attempt).await?;
+            self.publish_exhausted(out, m, &attempt).await?;
             self.metrics.deliveries_exhausted.inc();
             // Herald's own events do not announce their own exhaustion, so
             // two failing webhooks cannot keep each other busy.
@@ -302,7 +314,7 @@ impl Worker {
                     attempt.status_code,
                     attempt.error.as_deref(),
                 );
-                operational::publish(publisher, &self.topology, &event).await?;
+                operational::publish(out.channel, &self.topology, &event).await?;
             }
         }
         self.breaker
@@ -348,7 +360,7 @@ impl Worker {
             );
             // The webhook is disabled either way; a lost announcement is
             // logged rather than undoing the record above.
-            if let Err(e) = operational::publish(publisher, &self.topology, &event).await {
+            if let Err(e) = operational::publish(out.channel, &self.topology, &event).await {
                 tracing::warn!(webhook_id = %webhook.id, error.message = %e, "could not publish webhook.disabled");
             }
         }
@@ -404,28 +416,28 @@ impl Worker {
     /// wait in the tier does not count as backlog.
     async fn hold(
         &self,
-        publisher: &Channel,
+        out: &Out<'_>,
         m: &mut DeliveryMessage,
         tier: Duration,
     ) -> Result<(), HandlerError> {
         m.due_at = Some(Utc::now() + chrono::Duration::from_std(tier).unwrap_or_default());
-        self.park(publisher, m, tier).await
+        self.park(out, m, tier).await
     }
 
     async fn park(
         &self,
-        publisher: &Channel,
+        out: &Out<'_>,
         m: &DeliveryMessage,
         tier: Duration,
     ) -> Result<(), HandlerError> {
         let body = encode(m)?;
         let queue = self.topology.retry_queue(tier);
         publish_confirmed(
-            publisher,
+            out.channel,
             &self.topology.retry_exchange(),
             &queue,
             &body,
-            json_properties(),
+            json_properties().with_priority(out.priority),
         )
         .await?;
         Ok(())
@@ -434,7 +446,7 @@ impl Worker {
     /// Hands an exhausted delivery to the failed queue, with the last error.
     async fn publish_exhausted(
         &self,
-        publisher: &Channel,
+        out: &Out<'_>,
         m: &DeliveryMessage,
         attempt: &Attempt,
     ) -> Result<(), HandlerError> {
@@ -449,7 +461,7 @@ impl Worker {
         );
         let body = encode(m)?;
         publish_confirmed(
-            publisher,
+            out.channel,
             "",
             &self.topology.failed_queue(),
             &body,

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use herald_shared::db::deliveries::{self, RecoverWindow};
 use herald_shared::db::webhooks;
+use herald_shared::fairness;
 use herald_shared::models::EventType;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -60,9 +61,10 @@ async fn retry_delivery(
         return Err(ApiError::NotFound);
     }
     let messages = deliveries::messages_for(&client, &[id], true).await?;
+    // Someone is waiting for this one.
     state
         .publisher
-        .publish_deliveries(&state.topology, &messages)
+        .publish_deliveries(&state.topology, &messages, fairness::INTERACTIVE)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -132,9 +134,10 @@ async fn recover_webhook(
         // Reopened rows whose messages do not go out (the broker fails
         // here) are `retrying` and due: the dispatcher's sweeper sends them.
         let messages = deliveries::messages_for(&client, &ids, false).await?;
+        // A recovery may requeue thousands: behind everyone's live traffic.
         state
             .publisher
-            .publish_deliveries(&state.topology, &messages)
+            .publish_deliveries(&state.topology, &messages, fairness::BULK)
             .await?;
         recovered += ids.len() as u64;
     }

@@ -171,8 +171,12 @@ async fn publish(state: &AppState, messages: &[EventMessage]) -> ApiResult<()> {
         .iter()
         .map(|m| serde_json::to_vec(m).map_err(|e| ApiError::Internal(e.into())))
         .collect::<ApiResult<Vec<_>>>()?;
+    let now = std::time::Instant::now();
     try_join_all(messages.iter().zip(&bodies).map(|(m, body)| {
+        // Within the tenant's share: ahead of other tenants' floods.
+        let priority = state.shaper.priority(m.tenant_id, 1, now);
         let props = json_properties()
+            .with_priority(priority)
             .with_message_id(m.id.clone().unwrap_or_default().into())
             .with_headers(via_http.clone());
         state

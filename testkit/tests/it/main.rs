@@ -5,6 +5,7 @@
 mod api;
 mod circuit;
 mod delivery_options;
+mod fairness;
 mod history;
 mod hostile;
 mod isolation;
