@@ -238,7 +238,7 @@ impl Scanner<'_> {
                 _ => at += 1,
             }
         }
-        at
+        at.min(self.bytes.len())
     }
 
     fn hex4(&self, at: usize) -> Option<u32> {
@@ -374,5 +374,88 @@ mod tests {
         assert_eq!(p.under("data"), "data.b");
         let p = problem("1e999").unwrap();
         assert_eq!(p.under("data"), "data");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        const SMALL: Limits = Limits {
+            max_depth: 4,
+            max_keys: 5,
+        };
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(8, 128, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// What the check promises, written plainly over the parsed value.
+        fn storable(v: &Value, level: usize, limits: Limits) -> bool {
+            match v {
+                Value::String(s) => !s.contains('\0'),
+                Value::Array(items) => {
+                    level <= limits.max_depth
+                        && items.iter().all(|x| storable(x, level + 1, limits))
+                }
+                Value::Object(map) => {
+                    level <= limits.max_depth
+                        && map.len() <= limits.max_keys
+                        && map
+                            .iter()
+                            .all(|(k, x)| !k.contains('\0') && storable(x, level + 1, limits))
+                }
+                _ => true,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn the_check_agrees_with_its_plain_statement(v in json()) {
+                let text = serde_json::to_string(&v).unwrap();
+                prop_assert_eq!(check(&text, SMALL).is_ok(), storable(&v, 1, SMALL), "{}", text);
+                let pretty = serde_json::to_string_pretty(&v).unwrap();
+                prop_assert_eq!(check(&pretty, SMALL).is_ok(), storable(&v, 1, SMALL));
+            }
+
+            #[test]
+            fn escapes_pass_exactly_when_they_decode_to_text_without_nul(
+                units in prop::collection::vec(any::<u16>(), 0..6),
+                key in any::<bool>(),
+            ) {
+                let escaped: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
+                let text = if key {
+                    format!("{{\"{escaped}\": 1}}")
+                } else {
+                    format!("[\"{escaped}\"]")
+                };
+                let decoded = serde_json::from_str::<Value>(&text);
+                let clean = decoded.as_ref().is_ok_and(|v| storable(v, 1, Limits::DATA));
+                prop_assert_eq!(check(&text, Limits::DATA).is_ok(), clean, "{}", text);
+            }
+
+            #[test]
+            fn any_text_is_scanned_without_panicking(text in any::<String>()) {
+                let _ = check(&text, Limits::DATA);
+            }
+        }
     }
 }

@@ -58,4 +58,29 @@ mod tests {
         assert!(matches!(clean("plain"), Cow::Borrowed(_)));
         assert_eq!(clean("a\0b"), "a\u{FFFD}b");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn an_excerpt_is_bounded_clean_text(
+                bytes in prop::collection::vec(any::<u8>(), 0..3000),
+                max in 0usize..2000,
+            ) {
+                let text = excerpt(&bytes, max);
+                prop_assert!(text.chars().count() <= max);
+                prop_assert!(!text.chars().any(is_unsafe));
+                // Printable ASCII comes through as it was.
+                if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+                    let n = bytes.len().min(max);
+                    prop_assert_eq!(text.as_bytes(), &bytes[..n]);
+                }
+            }
+        }
+    }
 }

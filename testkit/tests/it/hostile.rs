@@ -993,3 +993,65 @@ async fn hanging_endpoints_cannot_take_the_slots_of_a_healthy_one() {
         "a healthy delivery waited {slowest:?}"
     );
 }
+
+/// The promise behind every 202: a payload the check passes, Postgres
+/// stores. Generated documents mix any text (NUL and control characters
+/// included), any escapes (surrogates included), numbers of any size and
+/// exponent, and nesting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payload_the_check_accepts_postgres_stores() {
+    use herald_shared::payload::{Limits, check};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let leaf = prop_oneof![
+        any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        prop::collection::vec(any::<u16>(), 1..4).prop_map(|units| {
+            let escaped: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
+            format!("\"{escaped}\"")
+        }),
+        (any::<i64>(), -400i32..400).prop_map(|(m, e)| format!("{m}e{e}")),
+        (any::<u64>(), 0usize..120).prop_map(|(m, zeros)| format!("{m}{}", "0".repeat(zeros))),
+        (0usize..30).prop_map(|zeros| format!("0.{}1", "0".repeat(zeros * 20))),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
+    ];
+    let document = leaf.prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec((any::<String>(), inner), 0..6).prop_map(|pairs| {
+                let members: Vec<String> = pairs
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{v}", serde_json::to_string(&k).unwrap()))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    });
+
+    let env = TestEnv::new().await;
+    let client = env.db().await;
+    let mut runner = TestRunner::default();
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..400 {
+        let text = document.new_tree(&mut runner).unwrap().current();
+        // Only valid JSON reaches the check (serde_json parses it first).
+        if serde_json::from_str::<&serde_json::value::RawValue>(&text).is_err() {
+            continue;
+        }
+        if check(&text, Limits::DATA).is_ok() {
+            accepted += 1;
+            client
+                .query_one("SELECT $1::text::jsonb", &[&text])
+                .await
+                .unwrap_or_else(|e| panic!("accepted but not storable: {text}: {e:?}"));
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("{accepted} accepted and stored, {refused} refused");
+    assert!(accepted > 50 && refused > 10, "{accepted} / {refused}");
+}
