@@ -171,6 +171,17 @@ pub(crate) async fn http_at_rate(
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Sent> {
+    http_at_rate_as(sys, &sys.token, run, rate, duration).await
+}
+
+/// As [`http_at_rate`], as the tenant of `token`.
+pub(crate) async fn http_at_rate_as(
+    sys: &System,
+    token: &str,
+    run: &str,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<Sent> {
     let n = (rate * duration.as_secs_f64()) as usize;
     let sent = Arc::new(Mutex::new(Sent::default()));
     let start = Instant::now();
@@ -182,7 +193,7 @@ pub(crate) async fn http_at_rate(
         let sent = Arc::clone(&sent);
         let http = sys.http.clone();
         let url = format!("{}/v1/events", sys.api);
-        let token = sys.token.clone();
+        let token = token.to_owned();
         let id = format!("{run}-{i}");
         tasks.push(tokio::spawn(async move {
             let ok = http

@@ -70,6 +70,10 @@ struct Scenario {
     /// The delivery rate as a fraction of the lowest ceiling.
     of_ceiling: f64,
     processes: Vec<Usage>,
+    /// Another tenant's events sent at 10/s during the load (the fairness
+    /// scenario): how long they took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quiet: Option<Delivered>,
     /// CPU seconds RabbitMQ and Postgres used during the load.
     broker_cpu_seconds: f64,
     database_cpu_seconds: f64,
@@ -123,6 +127,9 @@ struct Spec<'a> {
     preload_rows: usize,
     /// The matching endpoints answer after a second.
     slow: bool,
+    /// Another tenant sends 10 events a second to its own webhook while
+    /// the load runs.
+    quiet: bool,
     /// Settings for this run's processes.
     env: Vec<(&'static str, String)>,
 }
@@ -162,9 +169,29 @@ async fn run(
         if spec.preload_rows > 0 {
             preload(&sys, spec.preload_rows).await?;
         }
+        let quiet_token = if spec.quiet {
+            let token = sys.create_tenant("quiet").await?;
+            sys.create_webhook_as(&token, "quiet", &receiver.url("quiet"), &["order.*"])
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
         let started = Instant::now();
         let (broker_before, database_before) = (system::cpu_of("beam.smp"), system::cpu_of("postgres"));
-        let sent: Sent = match spec.load {
+        // The quiet tenant starts just after the load, and sends while the
+        // load's backlog drains.
+        let quiet_load = quiet_token.as_ref().map(|token| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            load::http_at_rate_as(&sys, token, "quiet", 10.0, Duration::from_secs(5)).await
+        });
+        let quiet_sent = async {
+            match quiet_load {
+                Some(f) => f.await.map(Some),
+                None => anyhow::Ok(None),
+            }
+        };
+        let main_load = async { let sent: Sent = match spec.load {
             Load::Single => {
                 load::http_single(&sys, spec.name, spec.events, "order.created", 64).await?
             }
@@ -172,9 +199,22 @@ async fn run(
             Load::Amqp => load::amqp(&sys, spec.name, spec.events, 500).await?,
             Load::Rate(rate, duration) => load::http_at_rate(&sys, spec.name, rate, duration).await?,
         };
+        anyhow::Ok(sent) };
+        let (sent, quiet_sent) = tokio::join!(main_load, quiet_sent);
+        let (sent, quiet_sent): (Sent, Option<Sent>) = (sent?, quiet_sent?);
+        let quiet_expected = quiet_sent.as_ref().map_or(0, |q| q.accepted.len() as u64);
         let expected = (sent.accepted.len() * hooks.len()) as u64;
-        load::wait_delivered(receiver, expected, Duration::from_secs(300)).await;
+        load::wait_delivered(receiver, expected + quiet_expected, Duration::from_secs(300)).await;
         let delivered = load::analyze(receiver, &sent, &hooks);
+        let quiet = quiet_sent
+            .as_ref()
+            .map(|q| load::analyze(receiver, q, &["quiet".to_owned()]));
+        if let Some(q) = &quiet {
+            eprintln!(
+                "  quiet tenant: {} of {} delivered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                q.delivered, q.expected, q.latency.p50_ms, q.latency.p99_ms, q.latency.max_ms
+            );
+        }
         let broker_cpu_seconds = system::cpu_of("beam.smp") - broker_before;
         let database_cpu_seconds = system::cpu_of("postgres") - database_before;
         let processes = sys.usage();
@@ -190,11 +230,11 @@ async fn run(
             delivered.duplicates,
             started.elapsed().as_secs_f64()
         );
-        anyhow::Ok((hooks, sent, delivered, processes, started, broker_cpu_seconds, database_cpu_seconds))
+        anyhow::Ok((hooks, sent, delivered, quiet, processes, broker_cpu_seconds, database_cpu_seconds))
     }
     .await;
     sys.stop().await?;
-    let (hooks, sent, delivered, processes, _started, broker_cpu_seconds, database_cpu_seconds) =
+    let (hooks, sent, delivered, quiet, processes, broker_cpu_seconds, database_cpu_seconds) =
         measured?;
     Ok(Some(Scenario {
         name: spec.name.to_owned(),
@@ -209,6 +249,7 @@ async fn run(
             0.0
         },
         delivered,
+        quiet,
         processes,
         broker_cpu_seconds,
         database_cpu_seconds,
@@ -327,6 +368,14 @@ fn markdown(r: &Report) -> String {
             s.database_cpu_seconds,
         ));
     }
+    for s in &r.scenarios {
+        if let Some(q) = &s.quiet {
+            md.push_str(&format!(
+                "\n{}: another tenant's events (10/s while the flood drains) p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} of {} delivered.\n",
+                s.name, q.latency.p50_ms, q.latency.p99_ms, q.latency.max_ms, q.delivered, q.expected
+            ));
+        }
+    }
     md
 }
 
@@ -361,6 +410,7 @@ async fn main() -> anyhow::Result<()> {
         load,
         preload_rows: 0,
         slow: false,
+        quiet: false,
         env: Vec::new(),
     };
     let mut scenarios = Vec::new();
@@ -380,8 +430,14 @@ async fn main() -> anyhow::Result<()> {
     scenarios.extend(single);
 
     let seconds = if o.quick { 2 } else { 10 };
+    // A flood from one tenant while another sends 10 events a second: the
+    // flood's rate against http-batch's (the same load alone), and the
+    // quiet tenant's latency.
+    let mut flood = spec("flood-and-quiet", 1, n, 1, 0, Load::Batch);
+    flood.quiet = true;
     let mut specs = vec![
         spec("http-batch", 1, n, 1, 0, Load::Batch),
+        flood,
         spec("amqp", 1, n, 1, 0, Load::Amqp),
         spec("fan-out-10", 1, (n / 10).max(1), 10, 0, Load::Batch),
         spec(
@@ -409,7 +465,8 @@ async fn main() -> anyhow::Result<()> {
             spec("workers-2", 2, n, 1, 0, Load::Batch),
             spec("workers-4", 4, n, 1, 0, Load::Batch),
         ]);
-        // 1,000 deliveries in flight in one worker, for its memory.
+        // 1,000 deliveries in flight in one worker, for its memory (the
+        // slow lane spans the whole worker here).
         let mut s = spec("inflight-1000", 1, 5_000, 1, 0, Load::Batch);
         s.slow = true;
         s.env = vec![
@@ -418,6 +475,7 @@ async fn main() -> anyhow::Result<()> {
                 "HERALD__WORKER__MAX_INFLIGHT_PER_WEBHOOK",
                 "1000".to_owned(),
             ),
+            ("HERALD__WORKER__SLOW_LANE_SHARE", "1.0".to_owned()),
         ];
         specs.push(s);
     }

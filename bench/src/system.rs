@@ -180,15 +180,41 @@ impl System {
         })
     }
 
+    /// Another tenant; answers its token.
+    pub(crate) async fn create_tenant(&self, name: &str) -> anyhow::Result<String> {
+        let tenant: Value = self
+            .http
+            .post(format!("{}/v1/tenants", self.api))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "name": name }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(tenant["token"].as_str().context("tenant token")?.to_owned())
+    }
+
     pub(crate) async fn create_webhook(
         &self,
         name: &str,
         url: &str,
         event_types: &[&str],
     ) -> anyhow::Result<()> {
+        self.create_webhook_as(&self.token, name, url, event_types)
+            .await
+    }
+
+    pub(crate) async fn create_webhook_as(
+        &self,
+        token: &str,
+        name: &str,
+        url: &str,
+        event_types: &[&str],
+    ) -> anyhow::Result<()> {
         self.http
             .post(format!("{}/v1/webhooks", self.api))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .json(&json!({"name": name, "url": url, "event_types": event_types}))
             .send()
             .await?

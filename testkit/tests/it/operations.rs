@@ -46,23 +46,23 @@ fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} is exported; got {samples:?}"))
 }
 
-/// `promtool`: from `PROMTOOL`, else the one `scripts/check-deploy.sh`
-/// unpacks (CI runs it first), else the `PATH`.
+/// `promtool`: from `PROMTOOL`, else the `PATH`, else the copy
+/// `scripts/fetch-promtool.sh` unpacks from Debian's package (fetching it
+/// the first time), so the test command needs no step before it.
 fn promtool() -> String {
     if let Ok(p) = std::env::var("PROMTOOL") {
         return p;
     }
-    let cache = std::env::var("HERALD_DEPLOY_CHECK_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/herald-deploy-check",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let unpacked = format!("{cache}/bin/promtool");
-    if std::path::Path::new(&unpacked).exists() {
-        return unpacked;
-    }
-    "promtool".to_owned()
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-promtool.sh");
+    let out = Command::new(script)
+        .output()
+        .expect("scripts/fetch-promtool.sh runs");
+    assert!(
+        out.status.success(),
+        "fetching promtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn promtool_check(text: &str, process: &str) {
@@ -73,7 +73,7 @@ fn promtool_check(text: &str, process: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool runs (scripts/check-deploy.sh fetches it, or set PROMTOOL)");
+        .expect("promtool runs");
     child
         .stdin
         .take()
