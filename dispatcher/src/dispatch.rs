@@ -43,6 +43,9 @@ impl Handler for Dispatcher {
     }
 }
 
+/// What an event message may hold beside its `data`.
+const ENVELOPE_BYTES: usize = 64 * 1024;
+
 /// The message itself is wrong: it is parked with the reason, never retried.
 fn invalid(reason: impl Into<String>) -> HandlerError {
     HandlerError::Permanent(reason.into())
@@ -50,6 +53,13 @@ fn invalid(reason: impl Into<String>) -> HandlerError {
 
 impl Dispatcher {
     async fn dispatch(&self, publisher: &Channel, delivery: &Delivery) -> Result<(), HandlerError> {
+        // Refused before it is parsed: the envelope adds little to `data`.
+        if delivery.data.len() > self.max_event_bytes + ENVELOPE_BYTES {
+            return Err(invalid(format!(
+                "the message is larger than {} bytes",
+                self.max_event_bytes + ENVELOPE_BYTES
+            )));
+        }
         let message: EventMessage = serde_json::from_slice(&delivery.data)
             .map_err(|e| invalid(format!("not a valid event message: {e}")))?;
         let event_type = EventType::parse(&message.event_type)

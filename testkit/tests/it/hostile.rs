@@ -283,6 +283,10 @@ async fn hostile_amqp_events_are_parked_with_their_reason_and_the_rest_flows() {
         (event("{}", r#", "source": "a\u0000b""#), "source"),
         (event("[1e400]", ""), "float"),
         ("{not json".to_owned(), "not a valid event message"),
+        (
+            event(&format!("\"{}\"", "x".repeat(2 * 1024 * 1024)), ""),
+            "larger than",
+        ),
     ];
     for (body, _) in &hostile {
         env.publish_event(&ch, "a.b", body.as_bytes()).await;
