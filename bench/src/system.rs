@@ -59,6 +59,29 @@ pub(crate) struct System {
     bin: PathBuf,
 }
 
+/// `HERALD_BENCH_FIFO`: the two hot queues declared without priorities
+/// before Herald starts (it then uses them as they are), to measure what
+/// the priority queues cost against plain first-in first-out ones.
+async fn declare_fifo(prefix: &str) -> anyhow::Result<()> {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    for queue in ["dispatch", "deliveries"] {
+        ch.queue_declare(
+            format!("{prefix}.{queue}").into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    let _ = conn.close(200, "declared".into()).await;
+    Ok(())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -100,6 +123,9 @@ impl System {
             .context("running herald-api migrate (build the release binaries first)")?;
         if !status.success() {
             bail!("herald-api migrate failed");
+        }
+        if std::env::var_os("HERALD_BENCH_FIFO").is_some() {
+            declare_fifo(&prefix).await?;
         }
         let api_port = free_port()?;
         let mut processes = Vec::new();

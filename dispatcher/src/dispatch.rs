@@ -10,7 +10,7 @@ use chrono::{Datelike, Utc};
 use deadpool_postgres::Pool;
 use herald_shared::amqp::Topology;
 use herald_shared::amqp::VIA_HEADER;
-use herald_shared::consumer::{Handler, HandlerError, header_str};
+use herald_shared::consumer::{Handler, HandlerError, header_str, seen_before};
 use herald_shared::fairness::{BULK, Shaper};
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{EventId, EventMessage, EventType};
@@ -119,7 +119,7 @@ impl Dispatcher {
             severity: message.severity,
             source: message.source,
             webhooks: matching,
-            redelivered: delivery.redelivered,
+            redelivered: seen_before(delivery),
             publisher: publisher.clone(),
         };
         let created = self.store.submit(job).await?;

@@ -2,6 +2,8 @@
 //! Herald's queues (dispatch, deliveries, every retry tier, invalid,
 //! failed), read from the broker every few seconds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald_shared::amqp::{Topology, connect};
@@ -17,16 +19,22 @@ use tokio_util::sync::CancellationToken;
 const EVERY: Duration = Duration::from_secs(5);
 
 /// Reads the depths every five seconds until `shutdown`; a broker that is
-/// away leaves the last values and is reconnected on the next round.
+/// away leaves the last values and is reconnected on the next round. It
+/// starts once `declared` is set (the consumer has declared the topology),
+/// so that a first start does not look for queues that are not there yet.
 pub async fn run(
     url: SecretString,
     topology: Topology,
     metrics: Metrics,
+    declared: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
     let name = format!("{} herald-dispatcher queue-depth", topology.prefix());
     let session: Mutex<Option<(Connection, Channel)>> = Mutex::new(None);
     every(EVERY, &shutdown, || async {
+        if !declared.load(Ordering::Acquire) {
+            return;
+        }
         let mut session = session.lock().await;
         if session.is_none() {
             if let Ok(conn) = connect(&url, &name).await

@@ -70,6 +70,7 @@ pub async fn run(
         settings.amqp.url.clone(),
         base.topology.clone(),
         base.metrics.clone(),
+        std::sync::Arc::clone(&base.probe.broker_up),
         shutdown.clone(),
     ));
     consumer::run(

@@ -334,6 +334,15 @@ async fn requeue(delivery: &Delivery) -> Result<bool, lapin::Error> {
         .await
 }
 
+/// Whether the message may have been processed, in part, before: the
+/// broker redelivered it, or it is a copy sent back after a failure (its
+/// effects may be half done, e.g. rows committed but messages not
+/// published).
+#[must_use]
+pub fn seen_before(delivery: &Delivery) -> bool {
+    delivery.redelivered || tries(delivery) > 0
+}
+
 /// How many times a message has failed transiently so far.
 fn tries(delivery: &Delivery) -> u32 {
     let Some(headers) = delivery.properties.headers().as_ref() else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
-use herald_shared::consumer::{Handler, HandlerError};
+use herald_shared::consumer::{Handler, HandlerError, seen_before};
 use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::fairness;
@@ -87,7 +87,7 @@ impl Handler for Worker {
             channel: publisher,
             priority: delivery.properties.priority().unwrap_or(fairness::BULK),
         };
-        self.deliver(&out, &mut message, delivery.redelivered)
+        self.deliver(&out, &mut message, seen_before(delivery))
             .instrument(span)
             .await
     }
