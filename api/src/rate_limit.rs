@@ -2,19 +2,16 @@
 //! 0): a token bucket per tenant in each api replica, one second of burst.
 //! A request past the limit is answered 429 with `Retry-After`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald_shared::token_bucket::TokenBuckets;
 use uuid::Uuid;
-
-/// Tenants tracked at most; idle buckets go first when it fills.
-const MAX_TENANTS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct TenantLimiter {
     per_second: f64,
-    buckets: Arc<Mutex<HashMap<Uuid, (f64, Instant)>>>,
+    buckets: Arc<TokenBuckets<Uuid>>,
 }
 
 impl TenantLimiter {
@@ -22,7 +19,7 @@ impl TenantLimiter {
     pub fn new(per_second: u32) -> Self {
         Self {
             per_second: f64::from(per_second),
-            buckets: Arc::new(Mutex::new(HashMap::new())),
+            buckets: Arc::new(TokenBuckets::new()),
         }
     }
 
@@ -34,23 +31,8 @@ impl TenantLimiter {
         if self.per_second <= 0.0 {
             return Ok(());
         }
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_TENANTS {
-            buckets.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
-        }
-        let (tokens, last) = buckets.entry(tenant).or_insert((self.per_second, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second)
-            .min(self.per_second);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
-        }
+        self.buckets
+            .take(tenant, self.per_second, self.per_second, 1.0, now)
     }
 }
 

@@ -4,34 +4,25 @@
 //! spends it from a token bucket (one second of burst); a delivery with no
 //! token waits, not counted as an attempt.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use herald_shared::db::heartbeats;
 use herald_shared::process::every;
+use herald_shared::token_bucket::TokenBuckets;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How often a worker beats (well inside [`heartbeats::LIVE_WITHIN`]).
 const BEAT_EVERY: Duration = Duration::from_secs(2);
-/// Buckets idle this long are dropped when the map grows.
-const IDLE: Duration = Duration::from_secs(60);
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
 
 #[derive(Debug)]
 pub struct RateLimiter {
     /// Live workers, this one included (at least 1).
     live_workers: Arc<AtomicUsize>,
-    buckets: Mutex<HashMap<Uuid, Bucket>>,
+    buckets: TokenBuckets<Uuid>,
 }
 
 impl RateLimiter {
@@ -39,7 +30,7 @@ impl RateLimiter {
     pub fn new() -> Self {
         Self {
             live_workers: Arc::new(AtomicUsize::new(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: TokenBuckets::new(),
         }
     }
 
@@ -53,28 +44,10 @@ impl RateLimiter {
             return Ok(());
         };
         let workers = self.live_workers.load(Ordering::Acquire).max(1);
+        #[allow(clippy::cast_precision_loss)]
         let rate = f64::from(limit) / workers as f64;
-        let capacity = rate.max(1.0);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, b| now.duration_since(b.last) < IDLE);
-        }
-        let bucket = buckets.entry(webhook).or_insert(Bucket {
-            tokens: capacity,
-            last: now,
-        });
-        let elapsed = now.duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+        // One second of burst, and never less than one delivery.
+        self.buckets.take(webhook, rate, rate.max(1.0), 1.0, now)
     }
 
     /// Beats this worker's heart every two seconds until `shutdown`,
