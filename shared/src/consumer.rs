@@ -56,18 +56,6 @@ pub enum HandlerError {
     Permanent(String),
 }
 
-impl HandlerError {
-    /// The same kind with context before its text.
-    #[must_use]
-    pub fn context(self, what: &str) -> Self {
-        match self {
-            Self::Unavailable(t) => Self::Unavailable(format!("{what}: {t}")),
-            Self::Transient(t) => Self::Transient(format!("{what}: {t}")),
-            Self::Permanent(t) => Self::Permanent(format!("{what}: {t}")),
-        }
-    }
-}
-
 impl From<DbError> for HandlerError {
     fn from(e: DbError) -> Self {
         match e.kind() {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::models::DeliveryStatus;
+
 /// What one HTTP attempt's result means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -18,6 +20,88 @@ pub enum Verdict {
     Gone,
     /// Any other 4xx, or a request Herald refuses to send: fails at once.
     Fail,
+}
+
+/// How one HTTP attempt went, as the attempts counter labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Success,
+    /// Any other answer.
+    HttpError,
+    /// No answer within the webhook's timeout.
+    Timeout,
+    /// No connection, a reset, a TLS failure, or a token that could not be
+    /// had.
+    #[default]
+    NetworkError,
+    /// Not sent: the target is refused, or the body cannot be rendered. No
+    /// retry would go differently.
+    Blocked,
+}
+
+impl Outcome {
+    /// The `outcome` label of `herald_delivery_attempts_total`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::HttpError => "http_error",
+            Self::Timeout => "timeout",
+            Self::NetworkError => "network_error",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub status: DeliveryStatus,
+    /// When the next attempt is due (the status is `retrying`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// It failed in a way worth retrying but the retries are spent: it goes
+    /// to the failed queue and `delivery.exhausted` is announced.
+    pub exhausted: bool,
+}
+
+/// Decides, after attempt number `attempt` (1-based) made at
+/// `attempted_at`, the delivery's new status, when it is due again, and
+/// whether its retries ran out. `jitter` in [-1, 1] spreads a backoff by up
+/// to ±10 %. Pure: everything it depends on is an argument.
+#[must_use]
+pub fn decide(
+    outcome: Outcome,
+    status_code: Option<u16>,
+    retry_after: Option<Duration>,
+    policy: &Policy,
+    attempt: u32,
+    attempted_at: DateTime<Utc>,
+    jitter: f64,
+) -> Decision {
+    let verdict = if outcome == Outcome::Blocked {
+        Verdict::Fail
+    } else {
+        classify(status_code, retry_after)
+    };
+    let (status, next_attempt_at, exhausted) = match verdict {
+        Verdict::Delivered => (DeliveryStatus::Success, None, false),
+        Verdict::Retry { retry_after } => match policy.next_delay(attempt, retry_after, jitter) {
+            Some(delay) => {
+                let due = attempted_at + chrono::Duration::from_std(delay).unwrap_or_default();
+                (DeliveryStatus::Retrying, Some(due), false)
+            }
+            None => (DeliveryStatus::Failed, None, true),
+        },
+        Verdict::Gone | Verdict::Fail => (DeliveryStatus::Failed, None, false),
+    };
+    Decision {
+        verdict,
+        status,
+        next_attempt_at,
+        exhausted,
+    }
 }
 
 /// Classifies an attempt by its status code (`None`: no answer — a
@@ -215,5 +299,133 @@ mod tests {
         assert_eq!(park(S(10_000), &tiers), Park::Tier(S(120)));
         let coarse = [S(5)];
         assert_eq!(park(S(3), &coarse), Park::Tier(S(5)));
+    }
+
+    mod decide {
+        use super::super::*;
+
+        const POLICY: Policy = Policy {
+            retry_attempts: 2,
+            first_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+        };
+
+        fn at() -> DateTime<Utc> {
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+        }
+
+        fn after(seconds: i64) -> Option<DateTime<Utc>> {
+            Some(at() + chrono::Duration::seconds(seconds))
+        }
+
+        fn d(
+            outcome: Outcome,
+            code: Option<u16>,
+            retry_after: Option<u64>,
+            attempt: u32,
+            jitter: f64,
+        ) -> Decision {
+            decide(
+                outcome,
+                code,
+                retry_after.map(Duration::from_secs),
+                &POLICY,
+                attempt,
+                at(),
+                jitter,
+            )
+        }
+
+        #[test]
+        fn a_2xx_is_delivered() {
+            let x = d(Outcome::Success, Some(204), None, 1, 0.0);
+            assert_eq!(
+                (x.status, x.next_attempt_at, x.exhausted),
+                (DeliveryStatus::Success, None, false)
+            );
+        }
+
+        #[test]
+        fn a_retryable_failure_waits_the_backoff_with_its_jitter() {
+            let x = d(Outcome::HttpError, Some(503), None, 1, 0.0);
+            assert_eq!(
+                (x.status, x.next_attempt_at),
+                (DeliveryStatus::Retrying, after(60))
+            );
+            assert_eq!(
+                d(Outcome::HttpError, Some(503), None, 2, 0.0).next_attempt_at,
+                after(120)
+            );
+            assert_eq!(
+                d(Outcome::Timeout, None, None, 1, 1.0).next_attempt_at,
+                after(66)
+            );
+            assert_eq!(
+                d(Outcome::NetworkError, None, None, 1, -1.0).next_attempt_at,
+                after(54)
+            );
+        }
+
+        #[test]
+        fn retry_after_is_honoured_within_the_cap() {
+            assert_eq!(
+                d(Outcome::HttpError, Some(429), Some(7), 1, 1.0).next_attempt_at,
+                after(7)
+            );
+            assert_eq!(
+                d(Outcome::HttpError, Some(429), Some(99_999), 1, 0.0).next_attempt_at,
+                after(3600)
+            );
+        }
+
+        #[test]
+        fn spent_retries_are_exhausted() {
+            let x = d(Outcome::HttpError, Some(500), None, 3, 0.0);
+            assert_eq!(
+                (x.status, x.next_attempt_at, x.exhausted),
+                (DeliveryStatus::Failed, None, true)
+            );
+        }
+
+        #[test]
+        fn client_errors_gone_and_blocked_fail_at_once_without_exhaustion() {
+            for (outcome, code, verdict) in [
+                (Outcome::HttpError, Some(400), Verdict::Fail),
+                (Outcome::HttpError, Some(404), Verdict::Fail),
+                (Outcome::HttpError, Some(410), Verdict::Gone),
+                (Outcome::Blocked, None, Verdict::Fail),
+            ] {
+                let x = d(outcome, code, None, 1, 0.0);
+                assert_eq!(x.verdict, verdict);
+                assert_eq!(
+                    (x.status, x.next_attempt_at, x.exhausted),
+                    (DeliveryStatus::Failed, None, false)
+                );
+            }
+        }
+
+        #[test]
+        fn outcomes_have_their_metric_labels() {
+            let labels: Vec<&str> = [
+                Outcome::Success,
+                Outcome::HttpError,
+                Outcome::Timeout,
+                Outcome::NetworkError,
+                Outcome::Blocked,
+            ]
+            .into_iter()
+            .map(Outcome::label)
+            .collect();
+            assert_eq!(
+                labels,
+                [
+                    "success",
+                    "http_error",
+                    "timeout",
+                    "network_error",
+                    "blocked"
+                ]
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::formats::{EventView, Renderer};
 use crate::models::DeliveryMessage;
 use crate::net_guard::{BlockedTarget, check_url, delivery_client};
 use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
-use crate::retry;
+use crate::retry::{self, Outcome};
 use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
 
 /// Characters of a response body kept with an attempt.
@@ -196,14 +196,10 @@ pub struct Attempt {
     pub body: Option<String>,
     pub error: Option<String>,
     pub duration: Duration,
-    /// For the attempts counter: `success`, `http_error`, `timeout`,
-    /// `network_error` or `blocked`.
-    pub outcome: &'static str,
+    /// How it went, as the attempts counter labels it.
+    pub outcome: Outcome,
     /// The endpoint's `Retry-After`, if it sent one.
     pub retry_after: Option<Duration>,
-    /// Not sent at all (a refused target, an unrenderable body): no retry
-    /// would go differently.
-    pub blocked: bool,
 }
 
 /// The guarded HTTP clients and the signing settings.
@@ -255,8 +251,7 @@ impl Sender {
         if let Err(e) = check_url(&webhook.url, &self.security) {
             return Attempt {
                 error: Some(format!("blocked: the URL {e}")),
-                outcome: "blocked",
-                blocked: true,
+                outcome: Outcome::Blocked,
                 ..Attempt::default()
             };
         }
@@ -276,8 +271,7 @@ impl Sender {
             Err(e) => {
                 return Attempt {
                     error: Some(e.to_string()),
-                    outcome: "blocked",
-                    blocked: true,
+                    outcome: Outcome::Blocked,
                     ..Attempt::default()
                 };
             }
@@ -332,7 +326,7 @@ impl Sender {
             Err(SendError::Auth(e)) => {
                 return Attempt {
                     error: Some(e.to_string()),
-                    outcome: "network_error",
+                    outcome: Outcome::NetworkError,
                     duration: started.elapsed(),
                     ..Attempt::default()
                 };
@@ -342,9 +336,8 @@ impl Sender {
             Err(SendError::Http(e)) if BlockedTarget::find(&e).is_some() => {
                 return Attempt {
                     error: BlockedTarget::find(&e).map(ToString::to_string),
-                    outcome: "blocked",
+                    outcome: Outcome::Blocked,
                     duration: started.elapsed(),
-                    blocked: true,
                     ..Attempt::default()
                 };
             }
@@ -352,9 +345,9 @@ impl Sender {
                 return Attempt {
                     error: Some(describe(&e, webhook.timeout)),
                     outcome: if e.is_timeout() {
-                        "timeout"
+                        Outcome::Timeout
                     } else {
-                        "network_error"
+                        Outcome::NetworkError
                     },
                     duration: started.elapsed(),
                     ..Attempt::default()
@@ -389,9 +382,12 @@ impl Sender {
             body: Some(text),
             error: error.or_else(|| (!success).then(|| format!("the endpoint answered {status}"))),
             duration,
-            outcome: if success { "success" } else { "http_error" },
+            outcome: if success {
+                Outcome::Success
+            } else {
+                Outcome::HttpError
+            },
             retry_after,
-            blocked: false,
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::consumer::{Handler, HandlerError, seen_before};
 use herald_shared::db::deliveries::DeliveryState;
@@ -17,8 +17,8 @@ use herald_shared::fairness;
 use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, DeliveryStatus, EventType};
 use herald_shared::operational;
-use herald_shared::retry::{self, Park, Verdict};
-use herald_shared::sender::{Attempt, Sender};
+use herald_shared::retry::{self, Decision, Outcome, Park, Verdict};
+use herald_shared::sender::{Attempt, Sender, WebhookConfig};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::backlog::Backlog;
 use crate::breaker::Breaker;
-use crate::limiter::{EndpointLimiter, Signal};
+use crate::limiter::{EndpointLimiter, Permit, Signal};
 use crate::rate::RateLimiter;
 use crate::recorder::Recorder;
 use crate::webhook_cache::WebhookCache;
@@ -114,18 +114,128 @@ impl Handler for Worker {
     }
 }
 
+/// A delivery let through to its endpoint: the webhook, its place among
+/// the endpoint's requests in flight, and the number of this attempt.
+struct Admitted {
+    webhook: Arc<WebhookConfig>,
+    permit: Permit,
+    attempt_number: i32,
+}
+
+/// What one attempt came to, and when it was made.
+struct Attempted {
+    attempt: Attempt,
+    at: DateTime<Utc>,
+}
+
 impl Worker {
+    /// One delivery message through the stages: **admit** (is it due, not
+    /// already done, and may its endpoint take it now?), **attempt** (render,
+    /// sign, POST), **decide** (a pure function of the result and the
+    /// webhook's policy), **follow up** (the retry or the exhausted
+    /// delivery, published and confirmed), **record** (the attempt and the
+    /// delivery's status, then what the record says about the webhook).
     async fn deliver(
         &self,
         out: &Out<'_>,
         m: &mut DeliveryMessage,
-        redelivered: bool,
+        seen_before: bool,
     ) -> Result<(), HandlerError> {
+        let Some(admitted) = self.admit(out, m, seen_before).await? else {
+            return Ok(());
+        };
+        let webhook = Arc::clone(&admitted.webhook);
+        let attempt_number = admitted.attempt_number;
+        let attempted = self.attempt(m, admitted).await;
+        let decision = retry::decide(
+            attempted.attempt.outcome,
+            attempted.attempt.status_code,
+            attempted.attempt.retry_after,
+            &webhook.retry_policy(self.max_retry_delay),
+            u32::try_from(attempt_number).unwrap_or(u32::MAX),
+            attempted.at,
+            rand::random::<f64>() * 2.0 - 1.0,
+        );
+        log_decision(&attempted.attempt, &decision);
+        self.follow_up(out, m, &webhook, &attempted, &decision, attempt_number)
+            .await?;
+        self.record(out, m, &webhook, &attempted, &decision).await
+    }
+
+    /// Lets a delivery through to its endpoint, or answers `None` when this
+    /// message needs nothing more: it was a duplicate, its delivery is done
+    /// or gone, it was parked or held for later, or its webhook is disabled
+    /// (the delivery then fails unsent).
+    async fn admit(
+        &self,
+        out: &Out<'_>,
+        m: &mut DeliveryMessage,
+        seen_before: bool,
+    ) -> Result<Option<Admitted>, HandlerError> {
+        let Some(attempts_so_far) = self.still_due(out, m, seen_before).await? else {
+            return Ok(None);
+        };
+        let Some(webhook) = self.cache.get(m.webhook_id).await? else {
+            return Ok(None);
+        };
+        if !webhook.is_active {
+            let client = self.pool.get().await.map_err(DbError::from)?;
+            deliveries::finish_unsent(&client, m.delivery_id, "the webhook is disabled").await?;
+            self.metrics
+                .deliveries_completed
+                .with_label_values(&["failed"])
+                .inc();
+            return Ok(None);
+        }
+        // An endpoint whose breaker is open: the delivery waits, not
+        // counted as an attempt, instead of taking a slot to fail again.
+        // A manual retry is someone asking for it now, and goes through.
+        if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
+            && !m.manual
+        {
+            return self.hold(out, m, self.tier_for(wait)).await.map(|()| None);
+        }
+        // The webhook's rate limit, shared by every worker: without a token
+        // the delivery waits, not counted as an attempt.
+        if let Err(wait) = self
+            .rate
+            .check(webhook.id, webhook.rate_limit, Instant::now())
+        {
+            return self.hold(out, m, self.tier_for(wait)).await.map(|()| None);
+        }
+        // An endpoint at its bound of deliveries in flight, or a slow one
+        // when the slow lane is full: this one waits a moment for a place
+        // (a fast endpoint frees one at once), then in the shortest tier,
+        // not counted as an attempt, so that its slot here goes to another
+        // endpoint's delivery.
+        let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
+            return self
+                .hold(out, m, self.tier_for(Duration::ZERO))
+                .await
+                .map(|()| None);
+        };
+        Ok(Some(Admitted {
+            webhook,
+            permit,
+            attempt_number: attempts_so_far + 1,
+        }))
+    }
+
+    /// Where the delivery stands: `None` when this message needs nothing
+    /// more (a duplicate, a delivery that is over or gone, or one parked
+    /// again because it came back from its retry tier early), else how many
+    /// attempts it has had.
+    async fn still_due(
+        &self,
+        out: &Out<'_>,
+        m: &DeliveryMessage,
+        seen_before: bool,
+    ) -> Result<Option<i32>, HandlerError> {
         // A first attempt's message, fresh from the dispatcher, finds its
         // delivery pending and unattempted: it needs no look. Anything else
-        // (a retry, a manual resend, a redelivery after a crash) checks
-        // where the delivery stands, so a duplicate costs no second POST.
-        let state = if m.attempt == 1 && !m.manual && !redelivered {
+        // (a retry, a manual resend, a message seen before) checks where
+        // the delivery stands, so a duplicate costs no second POST.
+        let state = if m.attempt == 1 && !m.manual && !seen_before {
             DeliveryState {
                 status: DeliveryStatus::Pending,
                 attempt_count: 0,
@@ -135,21 +245,18 @@ impl Worker {
             let client = self.pool.get().await.map_err(DbError::from)?;
             let Some(state) = deliveries::delivery_state(&client, m.delivery_id).await? else {
                 // The delivery is gone (its webhook was deleted).
-                return Ok(());
+                return Ok(None);
             };
             state
         };
-        if !m.manual
-            && matches!(
-                state.status,
-                DeliveryStatus::Success | DeliveryStatus::Failed
-            )
-        {
-            return Ok(());
-        }
-        if state.attempt_count >= m.attempt {
-            // A duplicate of a message whose attempt already happened.
-            return Ok(());
+        let done = matches!(
+            state.status,
+            DeliveryStatus::Success | DeliveryStatus::Failed
+        );
+        // A duplicate of a message whose attempt already happened, or one
+        // for a delivery that is over (a manual retry reopens it).
+        if (done && !m.manual) || state.attempt_count >= m.attempt {
+            return Ok(None);
         }
         // A message comes back from a retry tier shorter than its wait
         // early: it is parked again for the rest, so tiers chain to any delay.
@@ -160,150 +267,79 @@ impl Worker {
             ) {
                 Park::Now => {}
                 Park::Sleep(d) => tokio::time::sleep(d).await,
-                Park::Tier(tier) => return self.park(out, m, tier).await,
+                Park::Tier(tier) => return self.park(out, m, tier).await.map(|()| None),
             }
         }
-
         if !m.manual {
             // How long past its due time this delivery waited for a worker.
             let due = m.due_at.unwrap_or(m.received_at);
             self.backlog
                 .observe((Utc::now() - due).to_std().unwrap_or_default());
         }
+        Ok(Some(state.attempt_count))
+    }
 
-        let Some(webhook) = self.cache.get(m.webhook_id).await? else {
-            return Ok(());
-        };
-        if !webhook.is_active {
-            let client = self.pool.get().await.map_err(DbError::from)?;
-            deliveries::finish_unsent(&client, m.delivery_id, "the webhook is disabled").await?;
-            self.metrics
-                .deliveries_completed
-                .with_label_values(&["failed"])
-                .inc();
-            return Ok(());
-        }
-
-        // An endpoint whose breaker is open: the delivery waits, not
-        // counted as an attempt, instead of taking a slot to fail again.
-        // A manual retry is someone asking for it now, and goes through.
-        if let Err(wait) = self.breaker.admit(webhook.id, Instant::now())
-            && !m.manual
-        {
-            return self.hold(out, m, self.tier_for(wait)).await;
-        }
-        // The webhook's rate limit, shared by every worker: without a token
-        // the delivery waits, not counted as an attempt.
-        if let Err(wait) = self
-            .rate
-            .check(webhook.id, webhook.rate_limit, Instant::now())
-        {
-            return self.hold(out, m, self.tier_for(wait)).await;
-        }
-        // An endpoint at its bound of deliveries in flight: this one waits
-        // a moment for a place (a fast endpoint frees one at once), then in
-        // the shortest tier, not counted as an attempt, so that its slot
-        // here goes to another endpoint's delivery.
-        let Some(permit) = self.limiter.acquire(webhook.id, LIMITER_PATIENCE).await else {
-            return self.hold(out, m, self.tier_for(Duration::ZERO)).await;
-        };
-        if permit.in_lane() {
-            self.metrics.slow_lane_deliveries.inc();
-        }
-        let attempted_at = Utc::now();
-        let attempt_number = state.attempt_count + 1;
+    /// Renders, signs and sends the request, and tells the endpoint's
+    /// limiter how it went; the place in flight frees when this returns.
+    async fn attempt(&self, m: &DeliveryMessage, admitted: Admitted) -> Attempted {
+        let Admitted {
+            webhook,
+            permit,
+            attempt_number,
+        } = admitted;
+        let lane = permit
+            .in_lane()
+            .then(|| self.metrics.slow_lane_deliveries.clone());
+        let at = Utc::now();
         self.metrics.inflight_deliveries.inc();
-        let attempt = self
-            .sender
-            .send(m, &webhook, attempted_at, attempt_number)
-            .await;
+        if let Some(gauge) = &lane {
+            gauge.inc();
+        }
+        let attempt = self.sender.send(m, &webhook, at, attempt_number).await;
         self.metrics.inflight_deliveries.dec();
-        let signal = if attempt.outcome == "timeout" {
-            Signal::Overloaded
-        } else {
-            Signal::from_status(attempt.status_code)
-        };
-        // A timeout is as slow as it gets, whatever the clock says.
-        let took = if attempt.outcome == "timeout" {
-            Duration::MAX
-        } else {
-            attempt.duration
+        if let Some(gauge) = &lane {
+            gauge.dec();
+        }
+        let (signal, took) = match attempt.outcome {
+            // A timeout is as slow as it gets, whatever the clock says.
+            Outcome::Timeout => (Signal::Overloaded, Duration::MAX),
+            _ => (Signal::from_status(attempt.status_code), attempt.duration),
         };
         self.limiter.feedback(webhook.id, signal, took);
-        if permit.in_lane() {
-            self.metrics.slow_lane_deliveries.dec();
-        }
         drop(permit);
         self.metrics
             .delivery_attempts
-            .with_label_values(&[attempt.outcome])
+            .with_label_values(&[attempt.outcome.label()])
             .inc();
         self.metrics
             .delivery_duration
             .observe(attempt.duration.as_secs_f64());
+        Attempted { attempt, at }
+    }
 
-        let verdict = if attempt.blocked {
-            Verdict::Fail
-        } else {
-            retry::classify(attempt.status_code, attempt.retry_after)
-        };
-        let (new_status, next_attempt_at) = match verdict {
-            Verdict::Delivered => (DeliveryStatus::Success, None),
-            Verdict::Retry { retry_after } => {
-                let jitter = rand::random::<f64>() * 2.0 - 1.0;
-                let policy = webhook.retry_policy(self.max_retry_delay);
-                match policy.next_delay(
-                    u32::try_from(attempt_number).unwrap_or(u32::MAX),
-                    retry_after,
-                    jitter,
-                ) {
-                    Some(delay) => {
-                        let due =
-                            attempted_at + chrono::Duration::from_std(delay).unwrap_or_default();
-                        (DeliveryStatus::Retrying, Some(due))
-                    }
-                    None => (DeliveryStatus::Failed, None),
-                }
-            }
-            Verdict::Gone | Verdict::Fail => (DeliveryStatus::Failed, None),
-        };
-
-        // Inside the delivery's span: the ids and attempt come with it.
-        // The error text is Herald's own (never a header or credential).
-        let duration_ms = u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX);
-        match new_status {
-            DeliveryStatus::Success => {
-                tracing::debug!(status_code = attempt.status_code, duration_ms, "delivered");
-            }
-            DeliveryStatus::Retrying => tracing::debug!(
-                status_code = attempt.status_code,
-                duration_ms,
-                outcome = attempt.outcome,
-                error.message = attempt.error.as_deref().unwrap_or_default(),
-                next_attempt_at = ?next_attempt_at,
-                "attempt failed; retry scheduled"
-            ),
-            _ => tracing::info!(
-                status_code = attempt.status_code,
-                duration_ms,
-                outcome = attempt.outcome,
-                error.message = attempt.error.as_deref().unwrap_or_default(),
-                "delivery failed"
-            ),
-        }
-
-        // The follow-up message is confirmed before the attempt is recorded:
-        // a crash between the two repeats the attempt (a duplicate POST)
-        // rather than losing the retry.
-        if let Some(due) = next_attempt_at {
+    /// Publishes what comes next, confirmed, before the attempt is
+    /// recorded: a crash between the two repeats the attempt (a duplicate
+    /// POST) rather than losing the retry. A retry goes to its tier; an
+    /// exhausted delivery to the failed queue, with `delivery.exhausted`.
+    async fn follow_up(
+        &self,
+        out: &Out<'_>,
+        m: &mut DeliveryMessage,
+        webhook: &WebhookConfig,
+        attempted: &Attempted,
+        decision: &Decision,
+        attempt_number: i32,
+    ) -> Result<(), HandlerError> {
+        let attempt = &attempted.attempt;
+        if let Some(due) = decision.next_attempt_at {
             m.attempt = attempt_number + 1;
             m.due_at = Some(due);
             m.manual = false;
             let tier = self.tier_for((due - Utc::now()).to_std().unwrap_or_default());
             self.park(out, m, tier).await?;
             self.metrics.retries_scheduled.inc();
-        } else if new_status == DeliveryStatus::Failed && matches!(verdict, Verdict::Retry { .. }) {
-            self.publish_exhausted(out, m, &attempt).await?;
+        } else if decision.exhausted {
+            self.publish_exhausted(out, m, attempt).await?;
             self.metrics.deliveries_exhausted.inc();
             // Herald's own events do not announce their own exhaustion, so
             // two failing webhooks cannot keep each other busy.
@@ -317,64 +353,90 @@ impl Worker {
                 operational::publish(out.channel, &self.topology, &event).await?;
             }
         }
-        self.breaker
-            .record(webhook.id, verdict == Verdict::Delivered, Instant::now());
+        self.breaker.record(
+            webhook.id,
+            decision.verdict == Verdict::Delivered,
+            Instant::now(),
+        );
+        Ok(())
+    }
 
+    /// Records the attempt and the delivery's new status (in a batch with
+    /// other workers' tasks), disables the webhook when its endpoint is gone
+    /// or has failed too long, and counts the outcome.
+    async fn record(
+        &self,
+        out: &Out<'_>,
+        m: &DeliveryMessage,
+        webhook: &WebhookConfig,
+        attempted: &Attempted,
+        decision: &Decision,
+    ) -> Result<(), HandlerError> {
+        let attempt = &attempted.attempt;
         let recorded = self
             .recorder
             .record(deliveries::AttemptRecord {
                 delivery_id: m.delivery_id,
-                attempted_at,
+                attempted_at: attempted.at,
                 duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
                 status_code: attempt.status_code.map(i32::from),
                 response_body: attempt.body.clone(),
                 error: attempt.error.clone(),
-                new_status,
-                next_attempt_at,
+                new_status: decision.status,
+                next_attempt_at: decision.next_attempt_at,
             })
             .await?;
-        let disable_reason = if verdict == Verdict::Gone {
+        let disable_reason = if decision.verdict == Verdict::Gone {
             Some(format!(
                 "the endpoint answered 410 Gone at {}",
-                attempted_at.to_rfc3339()
+                attempted.at.to_rfc3339()
             ))
         } else {
             recorded.and_then(|r| self.failing_too_long(&r))
         };
-        if let Some(reason) = disable_reason
-            && webhooks::disable(
-                &self.pool.get().await.map_err(DbError::from)?,
-                webhook.id,
-                &reason,
-            )
-            .await?
-        {
-            self.metrics.webhooks_disabled.inc();
-            tracing::info!(webhook_id = %webhook.id, %reason, "webhook disabled");
-            let event = operational::webhook_disabled(
-                webhook.tenant_id,
-                webhook.id,
-                &webhook.url,
-                &reason,
-                Utc::now(),
-            );
-            // The webhook is disabled either way; a lost announcement is
-            // logged rather than undoing the record above.
-            if let Err(e) = operational::publish(out.channel, &self.topology, &event).await {
-                tracing::warn!(webhook_id = %webhook.id, error.message = %e, "could not publish webhook.disabled");
-            }
+        if let Some(reason) = disable_reason {
+            self.disable(out, webhook, &reason).await?;
         }
-        if new_status != DeliveryStatus::Retrying {
+        if decision.status != DeliveryStatus::Retrying {
             self.metrics
                 .deliveries_completed
-                .with_label_values(&[new_status.as_str()])
+                .with_label_values(&[decision.status.as_str()])
                 .inc();
         }
-        if new_status == DeliveryStatus::Success {
+        if decision.status == DeliveryStatus::Success {
             let elapsed = (Utc::now() - m.received_at).to_std().unwrap_or_default();
             self.metrics
                 .event_to_delivery
                 .observe(elapsed.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Disables a webhook and announces it with `webhook.disabled`.
+    async fn disable(
+        &self,
+        out: &Out<'_>,
+        webhook: &WebhookConfig,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        if !webhooks::disable(&client, webhook.id, reason).await? {
+            // Disabled already (by another worker, or by its tenant).
+            return Ok(());
+        }
+        self.metrics.webhooks_disabled.inc();
+        tracing::info!(webhook_id = %webhook.id, %reason, "webhook disabled");
+        let event = operational::webhook_disabled(
+            webhook.tenant_id,
+            webhook.id,
+            &webhook.url,
+            reason,
+            Utc::now(),
+        );
+        // The webhook is disabled either way; a lost announcement is logged
+        // rather than undoing the record.
+        if let Err(e) = operational::publish(out.channel, &self.topology, &event).await {
+            tracing::warn!(webhook_id = %webhook.id, error.message = %e, "could not publish webhook.disabled");
         }
         Ok(())
     }
@@ -469,6 +531,35 @@ impl Worker {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// One line per attempt, inside the delivery's span (its ids and attempt
+/// come with it). The error text is Herald's own, never a header or a
+/// credential.
+fn log_decision(attempt: &Attempt, decision: &Decision) {
+    let duration_ms = u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX);
+    let outcome = attempt.outcome.label();
+    let error = attempt.error.as_deref().unwrap_or_default();
+    match decision.status {
+        DeliveryStatus::Success => {
+            tracing::debug!(status_code = attempt.status_code, duration_ms, "delivered");
+        }
+        DeliveryStatus::Retrying => tracing::debug!(
+            status_code = attempt.status_code,
+            duration_ms,
+            outcome,
+            error.message = error,
+            next_attempt_at = ?decision.next_attempt_at,
+            "attempt failed; retry scheduled"
+        ),
+        _ => tracing::info!(
+            status_code = attempt.status_code,
+            duration_ms,
+            outcome,
+            error.message = error,
+            "delivery failed"
+        ),
     }
 }
 
