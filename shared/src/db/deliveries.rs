@@ -277,16 +277,24 @@ pub async fn record_attempts(
                         max(attempted_at) AS last_at
                  FROM d GROUP BY webhook_id
              ), w AS (
-                 UPDATE webhooks SET
-                     last_triggered_at = greatest(webhooks.last_triggered_at, agg.last_at),
-                     delivery_success_count = delivery_success_count + agg.ok,
-                     delivery_failure_count = delivery_failure_count + agg.failed,
-                     failing_since = CASE WHEN agg.ok > 0 THEN NULL
-                                          ELSE coalesce(failing_since, agg.first_failure) END,
-                     consecutive_failures = CASE WHEN agg.ok > 0 THEN 0
-                                                 ELSE consecutive_failures + agg.failed_attempts END
-                 FROM agg WHERE webhooks.id = agg.webhook_id
-                 RETURNING webhooks.id, webhooks.failing_since, webhooks.consecutive_failures
+                 -- The webhook's stats, not its configuration: no cache is
+                 -- invalidated by a delivery.
+                 INSERT INTO webhook_stats AS s (webhook_id, last_triggered_at,
+                     delivery_success_count, delivery_failure_count, failing_since,
+                     consecutive_failures)
+                 SELECT webhook_id, last_at, ok, failed,
+                        CASE WHEN ok > 0 THEN NULL ELSE first_failure END,
+                        CASE WHEN ok > 0 THEN 0 ELSE failed_attempts END
+                 FROM agg
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                     last_triggered_at = greatest(s.last_triggered_at, EXCLUDED.last_triggered_at),
+                     delivery_success_count = s.delivery_success_count + EXCLUDED.delivery_success_count,
+                     delivery_failure_count = s.delivery_failure_count + EXCLUDED.delivery_failure_count,
+                     failing_since = CASE WHEN EXCLUDED.delivery_success_count > 0 THEN NULL
+                                          ELSE coalesce(s.failing_since, EXCLUDED.failing_since) END,
+                     consecutive_failures = CASE WHEN EXCLUDED.delivery_success_count > 0 THEN 0
+                                                 ELSE s.consecutive_failures + EXCLUDED.consecutive_failures END
+                 RETURNING s.webhook_id AS id, s.failing_since, s.consecutive_failures
              ), a AS (
                  INSERT INTO delivery_attempts
                      (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)

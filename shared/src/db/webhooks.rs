@@ -129,9 +129,15 @@ pub struct Webhook {
     pub previous_public_key: Option<String>,
 }
 
+/// A webhook's columns, and its delivery counters from `webhook_stats`
+/// (subqueries, so that the list serves in `RETURNING` too; a webhook no
+/// delivery has reached yet has no stats row).
 const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secret_sealed, headers,
     timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active, disabled_reason,
-    created_at, updated_at, last_triggered_at, delivery_success_count, delivery_failure_count,
+    created_at, updated_at,
+    (SELECT s.last_triggered_at FROM webhook_stats s WHERE s.webhook_id = webhooks.id),
+    coalesce((SELECT s.delivery_success_count FROM webhook_stats s WHERE s.webhook_id = webhooks.id), 0),
+    coalesce((SELECT s.delivery_failure_count FROM webhook_stats s WHERE s.webhook_id = webhooks.id), 0),
     rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
     signing_key_sealed, public_key, previous_signing_key_sealed, previous_signing_key_expires_at,
     previous_public_key, headers_sealed";
@@ -292,15 +298,19 @@ pub async fn update(
     f: &WebhookFields,
 ) -> DbResult<Option<Webhook>> {
     let sql = format!(
-        "UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
+        "WITH before AS (
+             SELECT is_active FROM webhooks WHERE id = $1 AND tenant_id = $2
+         ), restart AS (
+             -- Re-enabling starts the failure run afresh, so the webhook is
+             -- not disabled again by the failures that disabled it.
+             UPDATE webhook_stats SET failing_since = NULL, consecutive_failures = 0
+             WHERE webhook_id = $1 AND $13 AND (SELECT NOT is_active FROM before)
+         )
+         UPDATE webhooks SET name = $3, description = $4, url = $5, event_types = $6,
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
             rate_limit = $15, options = $16, auth_sealed = $17, signing_key_sealed = $18,
-            public_key = $19, headers_sealed = $20, updated_at = now(),
-            -- Re-enabling starts the failure run afresh, so the webhook is
-            -- not disabled again by the failures that disabled it.
-            failing_since = CASE WHEN $13 AND NOT is_active THEN NULL ELSE failing_since END,
-            consecutive_failures = CASE WHEN $13 AND NOT is_active THEN 0 ELSE consecutive_failures END
+            public_key = $19, headers_sealed = $20, updated_at = now()
          WHERE id = $1 AND tenant_id = $2
          RETURNING {COLUMNS}"
     );

@@ -486,7 +486,7 @@ async fn a_failed_attempt_is_recorded_with_the_response() {
         "a connection error is recorded"
     );
     assert_eq!(
-        env.count("SELECT delivery_failure_count FROM webhooks WHERE name = 'h'")
+        env.count("SELECT s.delivery_failure_count FROM webhook_stats s JOIN webhooks w ON w.id = s.webhook_id WHERE w.name = 'h'")
             .await,
         1
     );
