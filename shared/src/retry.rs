@@ -117,15 +117,16 @@ pub fn classify(status: Option<u16>, retry_after: Option<Duration>) -> Verdict {
     }
 }
 
-/// Parses a `Retry-After` value: delay-seconds or an HTTP date.
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date (any of the
+/// three forms HTTP allows).
 #[must_use]
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+    let at: DateTime<Utc> = httpdate::parse_http_date(value).ok()?.into();
+    Some((at - now).to_std().unwrap_or_default())
 }
 
 /// The webhook's retry policy.
@@ -250,6 +251,11 @@ mod tests {
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
             Some(S(0))
+        );
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:28:10 GMT", now),
+            Some(S(10)),
+            "the obsolete RFC 850 form"
         );
         assert_eq!(parse_retry_after("soon", now), None);
     }
