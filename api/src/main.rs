@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use herald_api::startup::Application;
-use herald_shared::config::Settings;
-use herald_shared::{db, shutdown, telemetry};
+use herald_shared::db;
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

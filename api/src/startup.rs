@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use herald_shared::amqp::{Publisher, Topology, connect};
-use herald_shared::config::Settings;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionWatch;
-use herald_shared::metrics::Metrics;
-use herald_shared::sender::Sender;
+use herald_shared::delivery::sender::Sender;
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +67,9 @@ impl Application {
             tenant_limiter: crate::rate_limit::TenantLimiter::new(
                 settings.api.rate_limit_per_second,
             ),
-            shaper: Arc::new(herald_shared::fairness::Shaper::new(&settings.fairness)),
+            shaper: Arc::new(herald_shared::amqp::fairness::Shaper::new(
+                &settings.fairness,
+            )),
             test_slots: crate::slots::TenantSlots::new(
                 settings.api.max_concurrent_tests_per_tenant,
             ),

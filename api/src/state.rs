@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use herald_shared::amqp::{Publisher, Topology};
-use herald_shared::config::Settings;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionedCache;
-use herald_shared::metrics::Metrics;
-use herald_shared::sender::Sender;
+use herald_shared::delivery::sender::Sender;
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::metrics::Metrics;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub struct AppState {
     /// Test calls in flight per tenant.
     pub test_slots: crate::slots::TenantSlots,
     /// Each event's priority by its tenant's share.
-    pub shaper: Arc<herald_shared::fairness::Shaper>,
+    pub shaper: Arc<herald_shared::amqp::fairness::Shaper>,
 }
 
 /// Gathers which tokens authenticated requests, so that `last_used_at` is

@@ -123,7 +123,7 @@ pub(crate) async fn http_batch(
 /// `n` events published straight to the events exchange with confirms,
 /// `window` unconfirmed at a time.
 pub(crate) async fn amqp(sys: &System, run: &str, n: usize, window: usize) -> anyhow::Result<Sent> {
-    let settings = herald_shared::config::Settings::load_from(&sys.vars)?;
+    let settings = herald_shared::runtime::config::Settings::load_from(&sys.vars)?;
     let topology = herald_shared::amqp::Topology::new(&settings.amqp)?;
     let conn = herald_shared::amqp::connect(&settings.amqp.url, "herald-bench producer").await?;
     let ch = herald_shared::amqp::confirmed_channel(&conn).await?;

@@ -280,7 +280,7 @@ impl System {
             }
         }
         let _ = &self.bin;
-        let settings = herald_shared::config::Settings::load_from(&self.vars)?;
+        let settings = herald_shared::runtime::config::Settings::load_from(&self.vars)?;
         let topology = herald_shared::amqp::Topology::new(&settings.amqp)?;
         let conn = herald_shared::amqp::connect(&settings.amqp.url, "herald-bench cleanup").await?;
         let ch = conn.create_channel().await?;

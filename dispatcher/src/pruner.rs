@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use herald_shared::db::retention;
-use herald_shared::process::every;
+use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
 /// Events deleted per statement.

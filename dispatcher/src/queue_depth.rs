@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald_shared::amqp::{Topology, connect};
-use herald_shared::metrics::Metrics;
-use herald_shared::process::every;
+use herald_shared::runtime::metrics::Metrics;
+use herald_shared::runtime::periodic::every;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};

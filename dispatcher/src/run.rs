@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_shared::amqp::Publisher;
-use herald_shared::config::Settings;
-use herald_shared::consumer::{self, ConsumerConfig};
-use herald_shared::process::Base;
+use herald_shared::amqp::consumer::{self, ConsumerConfig};
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::process::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let base = Base::start(&settings, settings.dispatcher.listen, listener, &shutdown).await?;
     let dispatcher = Arc::new(Dispatcher {
-        shaper: herald_shared::fairness::Shaper::new(&settings.fairness),
+        shaper: herald_shared::amqp::fairness::Shaper::new(&settings.fairness),
         cache: SubscriptionCache::new(base.pool.clone(), base.watch.clone()),
         pool: base.pool.clone(),
         topology: base.topology.clone(),

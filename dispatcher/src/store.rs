@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
+use herald_shared::amqp::consumer::HandlerError;
 use herald_shared::amqp::{Topology, json_properties, publish_confirmed};
-use herald_shared::consumer::HandlerError;
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, NewDelivery, NewEvent};
-use herald_shared::metrics::Metrics;
 use herald_shared::models::{DeliveryMessage, Severity};
+use herald_shared::runtime::metrics::Metrics;
 use lapin::Channel;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +43,7 @@ pub struct Job {
     pub redelivered: bool,
     /// The channel to publish its deliveries on (the consumer session's).
     pub publisher: Channel,
-    /// Its delivery messages' priority (see [`herald_shared::fairness`]).
+    /// Its delivery messages' priority (see [`herald_shared::amqp::fairness`]).
     pub priority: u8,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use herald_shared::amqp::{Publisher, Topology};
 use herald_shared::db::deliveries;
-use herald_shared::process::every;
+use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
 /// Deliveries republished per round.
@@ -54,7 +54,11 @@ impl Sweeper {
             let messages = deliveries::messages_for(&client, &ids, false).await?;
             // Late already; behind live traffic.
             self.publisher
-                .publish_deliveries(&self.topology, &messages, herald_shared::fairness::BULK)
+                .publish_deliveries(
+                    &self.topology,
+                    &messages,
+                    herald_shared::amqp::fairness::BULK,
+                )
                 .await?;
             total += ids.len();
         }

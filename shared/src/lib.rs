@@ -1,28 +1,26 @@
 //! Herald's shared core, used by the `api`, `dispatcher` and `worker`
-//! processes: configuration, domain models and wire messages, the AMQP
-//! topology and publisher, Postgres queries and migrations, webhook
-//! signing, secrets at rest, the outbound-request guard, metrics, health
-//! endpoints, telemetry and shutdown.
+//! processes. Its modules follow the architecture:
+//!
+//! - [`amqp`]: the topology, publishing with confirms, the consume loop and
+//!   its failure model, and fair scheduling between tenants;
+//! - [`db`]: the pool, the migrations, and one module of queries per table
+//!   family;
+//! - [`delivery`]: what sending one delivery takes — rendering, signing,
+//!   outbound authentication, the guarded HTTP client, the retry policy;
+//! - [`runtime`]: what every process runs on — configuration, telemetry,
+//!   metrics, health, shutdown, periodic tasks;
+//! - and the values they share: [`models`] (event types, ids, wire
+//!   messages), [`payload`] (what a JSON payload may hold), [`crypto`]
+//!   (secrets at rest), [`operational`] (Herald's own events), [`text`] and
+//!   [`token_bucket`].
 
 pub mod amqp;
-pub mod config;
-pub mod consumer;
 pub mod crypto;
 pub mod db;
-pub mod fairness;
-pub mod formats;
-pub mod health;
-pub mod metrics;
+pub mod delivery;
 pub mod models;
-pub mod net_guard;
 pub mod operational;
-pub mod outbound_auth;
 pub mod payload;
-pub mod process;
-pub mod retry;
-pub mod sender;
-pub mod shutdown;
-pub mod signing;
-pub mod telemetry;
+pub mod runtime;
 pub mod text;
 pub mod token_bucket;

@@ -101,7 +101,7 @@ pub async fn publish(
         &body,
         json_properties()
             // Herald's own events are few and someone waits for them.
-            .with_priority(crate::fairness::INTERACTIVE)
+            .with_priority(crate::amqp::fairness::INTERACTIVE)
             .with_message_id(event.id.clone().unwrap_or_default().into())
             .with_headers(headers),
     )

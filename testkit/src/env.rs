@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use herald_shared::amqp::{Topology, connect};
-use herald_shared::config::Settings;
 use herald_shared::db;
+use herald_shared::runtime::config::Settings;
 use lapin::{Channel, Connection};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -201,7 +201,7 @@ impl TestEnv {
 
     /// With extra `HERALD__…` settings.
     pub async fn with(extra: &[(&str, &str)]) -> Self {
-        herald_shared::telemetry::init_for_tests();
+        herald_shared::runtime::telemetry::init_for_tests();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("herald_t_{}", &id[..16]);
         let prefix = format!("herald_t_{}", &id[..16]);

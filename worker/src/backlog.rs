@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_shared::process::every;
+use herald_shared::runtime::periodic::every;
 use prometheus::Gauge;
 use tokio_util::sync::CancellationToken;
 

@@ -1,7 +1,7 @@
 //! `herald-worker`: runs one worker until SIGTERM.
 
-use herald_shared::config::Settings;
-use herald_shared::{shutdown, telemetry};
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

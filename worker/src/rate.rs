@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use herald_shared::db::heartbeats;
-use herald_shared::process::every;
+use herald_shared::runtime::periodic::every;
 use herald_shared::token_bucket::TokenBuckets;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Pool;
-use herald_shared::consumer::HandlerError;
+use herald_shared::amqp::consumer::HandlerError;
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, AttemptRecord, Recorded};
 use tokio::sync::{mpsc, oneshot};

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_shared::config::Settings;
-use herald_shared::consumer::{self, ConsumerConfig};
+use herald_shared::amqp::consumer::{self, ConsumerConfig};
 use herald_shared::crypto::Sealer;
-use herald_shared::process::Base;
-use herald_shared::sender::Sender;
+use herald_shared::delivery::sender::Sender;
+use herald_shared::runtime::config::Settings;
+use herald_shared::runtime::process::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::webhooks;
-pub use herald_shared::sender::{LoadError, WebhookConfig};
+pub use herald_shared::delivery::sender::{LoadError, WebhookConfig};
 use uuid::Uuid;
 
 const MAX_ENTRIES: usize = 100_000;

@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
-use herald_shared::health::{database_ready, metrics_response};
+use herald_shared::runtime::health::{database_ready, metrics_response};
 
 use crate::error::ApiError;
 use crate::extract::BodyReadTimeout;

@@ -13,11 +13,11 @@ use herald_shared::db::webhooks::{
     open_headers, seal_headers,
 };
 use herald_shared::db::{DbError, DbResult};
-use herald_shared::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
+use herald_shared::delivery::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
+use herald_shared::delivery::net_guard::check_url;
+use herald_shared::delivery::outbound_auth::{AuthKind, OutboundAuth};
+use herald_shared::delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
 use herald_shared::models::EventPattern;
-use herald_shared::net_guard::check_url;
-use herald_shared::outbound_auth::{AuthKind, OutboundAuth};
-use herald_shared::signing::{SigningKey, SigningOptions, WebhookSecret};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -912,8 +912,8 @@ async fn test_webhook(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
     use herald_shared::db::deliveries::{self, AttemptRecord, NewDelivery, NewEvent};
+    use herald_shared::delivery::sender::WebhookConfig;
     use herald_shared::models::{DeliveryMessage, DeliveryStatus, Severity};
-    use herald_shared::sender::WebhookConfig;
 
     let tenant = caller.tenant()?;
     // The call waits on the tenant's endpoint: a few at a time per tenant.

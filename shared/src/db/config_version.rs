@@ -43,7 +43,7 @@ impl VersionWatch {
     pub fn spawn(&self, pool: Pool, shutdown: CancellationToken) {
         let seen = Arc::clone(&self.seen);
         tokio::spawn(async move {
-            crate::process::every(POLL_INTERVAL, &shutdown, || async {
+            crate::runtime::periodic::every(POLL_INTERVAL, &shutdown, || async {
                 let version = match pool.get().await {
                     Ok(client) => current(&client).await.ok(),
                     Err(_) => None,

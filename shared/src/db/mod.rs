@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DatabaseSettings;
+use crate::runtime::config::DatabaseSettings;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");

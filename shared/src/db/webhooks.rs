@@ -7,9 +7,9 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
-use crate::formats::{CustomBody, Format};
-use crate::outbound_auth::AuthKind;
-use crate::signing::SigningOptions;
+use crate::delivery::formats::{CustomBody, Format};
+use crate::delivery::outbound_auth::AuthKind;
+use crate::delivery::signing::SigningOptions;
 
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;

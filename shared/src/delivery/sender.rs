@@ -5,22 +5,21 @@
 //! worker sends every delivery through it, and the api's test call too, so
 //! a test request is exactly what a receiver will get.
 
-use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use uuid::Uuid;
 
-use crate::config::{SecuritySettings, WorkerSettings};
 use crate::crypto::Sealer;
 use crate::db::webhooks::Webhook;
-use crate::formats::{EventView, Renderer};
+use crate::delivery::formats::{EventView, Renderer};
+use crate::delivery::net_guard::{BlockedTarget, check_url, delivery_client, describe};
+use crate::delivery::outbound_auth::{AuthError, OutboundAuth, TokenCache};
+use crate::delivery::retry::{self, Outcome};
+use crate::delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
 use crate::models::DeliveryMessage;
-use crate::net_guard::{BlockedTarget, check_url, delivery_client};
-use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
-use crate::retry::{self, Outcome};
-use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
+use crate::runtime::config::{SecuritySettings, WorkerSettings};
 
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
@@ -58,8 +57,8 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     #[must_use]
-    pub fn retry_policy(&self, max_delay: Duration) -> crate::retry::Policy {
-        crate::retry::Policy {
+    pub fn retry_policy(&self, max_delay: Duration) -> crate::delivery::retry::Policy {
+        crate::delivery::retry::Policy {
             retry_attempts: self.retry_attempts,
             first_delay: self.retry_backoff,
             max_delay,
@@ -78,7 +77,7 @@ pub enum LoadError {
     Options(String),
 }
 
-impl From<LoadError> for crate::consumer::HandlerError {
+impl From<LoadError> for crate::amqp::consumer::HandlerError {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Db(e) => e.into(),
@@ -223,7 +222,7 @@ impl Sender {
         use anyhow::Context;
         Ok(Self {
             splunk_host: if worker.splunk_host.is_empty() {
-                crate::formats::HOST.clone()
+                crate::delivery::formats::HOST.clone()
             } else {
                 worker.splunk_host.clone()
             },
@@ -516,32 +515,6 @@ impl Sender {
 }
 
 enum SendError {
-    Auth(crate::outbound_auth::AuthError),
+    Auth(crate::delivery::outbound_auth::AuthError),
     Http(reqwest::Error),
-}
-
-/// A transport error with its causes, e.g. "connection error: tcp connect
-/// error: Connection refused (os error 111)". Never the URL (reqwest's own
-/// text has it, and a URL may carry credentials in its query). The causes
-/// may quote what the endpoint sent, so the text is cleaned for storage.
-pub(crate) fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    crate::text::clean(&describe_raw(e, timeout)).into_owned()
-}
-
-fn describe_raw(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {}s", timeout.as_secs());
-    }
-    let mut text = if e.is_connect() {
-        "connection error".to_owned()
-    } else {
-        "request error".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -320,11 +320,11 @@ async fn fetch_token(
         .body(body)
         .send()
         .await
-        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?;
+        .map_err(|e| AuthError::Token(crate::delivery::net_guard::describe(&e, timeout)))?;
     let status = response.status();
     let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
         .await
-        .map_err(|e| AuthError::Token(crate::sender::describe(&e, timeout)))?
+        .map_err(|e| AuthError::Token(crate::delivery::net_guard::describe(&e, timeout)))?
         .ok_or_else(|| {
             AuthError::Token(format!(
                 "the token endpoint's answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"

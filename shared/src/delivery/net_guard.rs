@@ -3,6 +3,7 @@
 //! delivery time (inside the HTTP client's resolver), so a name that later
 //! points at 127.0.0.1 or a cloud metadata address is still refused.
 
+use std::error::Error as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use crate::config::SecuritySettings;
+use crate::runtime::config::SecuritySettings;
 
 /// IPv4 networks no webhook may reach unless
 /// `security.allow_private_targets`: every block of the IANA IPv4
@@ -212,6 +213,32 @@ pub fn delivery_client(
         builder = builder.dns_resolver(Arc::new(GuardedResolver));
     }
     builder.build()
+}
+
+/// A transport error with its causes, e.g. "connection error: tcp connect
+/// error: Connection refused (os error 111)". Never the URL (reqwest's own
+/// text has it, and a URL may carry credentials in its query). The causes
+/// may quote what the endpoint sent, so the text is cleaned for storage.
+pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    crate::text::clean(&describe_raw(e, timeout)).into_owned()
+}
+
+fn describe_raw(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}s", timeout.as_secs());
+    }
+    let mut text = if e.is_connect() {
+        "connection error".to_owned()
+    } else {
+        "request error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

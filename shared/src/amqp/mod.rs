@@ -1,8 +1,12 @@
 //! RabbitMQ: the topology every process declares, connections, and
-//! publishing with confirms.
+//! publishing with confirms; the consume loop and its failure model
+//! ([`consumer`]); fair scheduling between tenants ([`fairness`]).
 //!
 //! Names all start with the configured prefix (`herald` by default), so one
 //! broker can hold several installations, and every test its own.
+
+pub mod consumer;
+pub mod fairness;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +21,7 @@ use lapin::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{AmqpSettings, duration_name};
+use crate::runtime::config::{AmqpSettings, duration_name};
 
 /// Why a publish or a broker call failed.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +284,7 @@ async fn declare_hot_queue(conn: &Connection, name: &str) -> Result<(), AmqpErro
     let mut args = FieldTable::default();
     args.insert(
         "x-max-priority".into(),
-        AMQPValue::ShortShortUInt(crate::fairness::MAX_PRIORITY),
+        AMQPValue::ShortShortUInt(fairness::MAX_PRIORITY),
     );
     let ch = conn.create_channel().await?;
     match ch.queue_declare(name.into(), durable, args).await {

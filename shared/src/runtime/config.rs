@@ -16,7 +16,7 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-const DEFAULTS: &str = include_str!("../herald.default.toml");
+const DEFAULTS: &str = include_str!("../../herald.default.toml");
 
 /// Every setting of every process; each process reads the sections it needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,7 +136,7 @@ pub struct SecuritySettings {
     pub encryption_key: Option<SecretString>,
 }
 
-/// Fair scheduling between tenants (see [`crate::fairness`]).
+/// Fair scheduling between tenants (the shaper in `amqp::fairness`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FairnessSettings {
     /// Messages a second each tenant sends at interactive priority, per

@@ -11,10 +11,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Topology;
-use crate::config::Settings;
 use crate::db::config_version::VersionWatch;
-use crate::health::{self, Probe};
-use crate::metrics::Metrics;
+use crate::runtime::config::Settings;
+use crate::runtime::health::{self, Probe};
+use crate::runtime::metrics::Metrics;
 
 /// A consuming process's shared parts.
 #[derive(Debug)]
@@ -68,27 +68,5 @@ impl Base {
     /// Waits for the health server to stop (after `shutdown`).
     pub async fn finish(self) {
         let _ = self.health.await;
-    }
-}
-
-/// Runs `round` every `interval` (the first at once) until `shutdown`;
-/// a round that overruns delays the next rather than stacking them. The
-/// sweeper, the pruner and the other housekeeping loops run on it.
-pub async fn every<F, Fut>(
-    interval: std::time::Duration,
-    shutdown: &CancellationToken,
-    mut round: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        round().await;
     }
 }

@@ -27,9 +27,9 @@ use tracing::Instrument;
 use crate::amqp::{
     AmqpError, REASON_HEADER, Topology, backoff, confirmed_channel, connect, publish_confirmed,
 };
-use crate::config::AmqpSettings;
 use crate::db::{DbError, FailureKind};
-use crate::health::Probe;
+use crate::runtime::config::AmqpSettings;
+use crate::runtime::health::Probe;
 
 /// Header counting how many times a message failed transiently.
 pub const TRIES_HEADER: &str = "x-herald-tries";

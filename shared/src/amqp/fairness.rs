@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use crate::config::FairnessSettings;
+use crate::runtime::config::FairnessSettings;
 use crate::token_bucket::TokenBuckets;
 
 /// A tenant's messages beyond its share, and anything without a priority.

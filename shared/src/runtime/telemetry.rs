@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::runtime::config::LogFormat;
 
 const DEFAULT_FILTER: &str =
     "info,herald_shared=info,herald_api=info,herald_dispatcher=info,herald_worker=info,lapin=warn";

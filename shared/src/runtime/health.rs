@@ -12,7 +12,7 @@ use axum::routing::get;
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// What readiness depends on: the database answers and the consumer is
 /// connected to the broker.

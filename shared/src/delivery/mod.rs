@@ -1,0 +1,12 @@
+//! Sending one delivery, as the worker does for every delivery and the api
+//! for a test call: the body rendered in the webhook's format
+//! ([`formats`]), signed ([`signing`]), authenticated ([`outbound_auth`]),
+//! POSTed through the guarded client ([`net_guard`]) by the [`sender`],
+//! and the result read against the retry policy ([`retry`]).
+
+pub mod formats;
+pub mod net_guard;
+pub mod outbound_auth;
+pub mod retry;
+pub mod sender;
+pub mod signing;
