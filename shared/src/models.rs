@@ -177,6 +177,17 @@ pub enum Severity {
 
 impl Severity {
     #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "info" => Some(Self::Info),
+            "warning" => Some(Self::Warning),
+            "error" => Some(Self::Error),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",
@@ -272,6 +283,29 @@ impl DeliveryStatus {
         }
     }
 }
+
+/// A text column read as one of a few names: an unknown name is an error,
+/// never a silent default.
+macro_rules! text_enum_sql {
+    ($t:ty, $what:literal) => {
+        impl<'a> tokio_postgres::types::FromSql<'a> for $t {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let s = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+                Self::parse(s).ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), s).into())
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    };
+}
+
+text_enum_sql!(DeliveryStatus, "delivery status");
+text_enum_sql!(Severity, "severity");
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::DbResult;
+use super::{DbResult, raw_json};
 use crate::models::{DeliveryMessage, DeliveryStatus, Severity};
 
 /// An event about to be stored.
@@ -148,12 +148,10 @@ pub async fn unattempted_deliveries(
     else {
         return Ok(None);
     };
-    let data: String = row.get(1);
-    let severity: Option<String> = row.get(2);
     let event = StoredEvent {
         event_type: row.get(0),
-        data: RawValue::from_string(data).unwrap_or_default(),
-        severity: severity.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
+        data: raw_json(row.try_get(1)?)?,
+        severity: row.try_get(2)?,
         source: row.get(3),
         occurred_at: row.get(4),
         received_at: row.get(5),
@@ -190,13 +188,13 @@ pub async fn delivery_state(
             "SELECT status, attempt_count, next_attempt_at FROM deliveries WHERE id = $1",
         )
         .await?;
-    Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| {
-        let status: String = r.get(0);
-        DeliveryState {
-            status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
-            attempt_count: r.get(1),
-            next_attempt_at: r.get(2),
-        }
+    let Some(r) = client.query_opt(&stmt, &[&id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(DeliveryState {
+        status: r.try_get(0)?,
+        attempt_count: r.try_get(1)?,
+        next_attempt_at: r.try_get(2)?,
     }))
 }
 
@@ -377,30 +375,26 @@ pub async fn messages_for(
         )
         .await?;
     let rows = client.query(&stmt, &[&ids]).await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            let severity: Option<String> = r.get(7);
-            let data: String = r.get(9);
-            let attempts: i32 = r.get(10);
-            DeliveryMessage {
-                delivery_id: r.get(0),
-                tenant_id: r.get(1),
-                webhook_id: r.get(2),
-                event_id: r.get(3),
-                event_type: r.get(4),
-                occurred_at: r.get(5),
-                received_at: r.get(6),
-                severity: severity
-                    .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
-                source: r.get(8),
-                data: RawValue::from_string(data).unwrap_or_default(),
+            let attempts: i32 = r.try_get(10)?;
+            Ok(DeliveryMessage {
+                delivery_id: r.try_get(0)?,
+                tenant_id: r.try_get(1)?,
+                webhook_id: r.try_get(2)?,
+                event_id: r.try_get(3)?,
+                event_type: r.try_get(4)?,
+                occurred_at: r.try_get(5)?,
+                received_at: r.try_get(6)?,
+                severity: r.try_get(7)?,
+                source: r.try_get(8)?,
+                data: raw_json(r.try_get(9)?)?,
                 attempt: attempts + 1,
                 due_at: None,
                 manual,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Makes one delivery of the tenant due now (a manual retry), reopening it

@@ -70,17 +70,16 @@ pub struct EventRow {
     pub data: Box<RawValue>,
 }
 
-fn event_row(r: &tokio_postgres::Row) -> EventRow {
-    let data: String = r.get(6);
-    EventRow {
-        id: r.get(0),
-        event_type: r.get(1),
-        severity: r.get(2),
-        source: r.get(3),
-        occurred_at: r.get(4),
-        received_at: r.get(5),
-        data: RawValue::from_string(data).unwrap_or_default(),
-    }
+fn event_row(r: &tokio_postgres::Row) -> DbResult<EventRow> {
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        event_type: r.try_get(1)?,
+        severity: r.try_get(2)?,
+        source: r.try_get(3)?,
+        occurred_at: r.try_get(4)?,
+        received_at: r.try_get(5)?,
+        data: super::raw_json(r.try_get(6)?)?,
+    })
 }
 
 const EVENT_COLUMNS: &str =
@@ -122,7 +121,7 @@ pub async fn list_events(
             ],
         )
         .await?;
-    let mut events: Vec<EventRow> = rows.iter().map(event_row).collect();
+    let mut events: Vec<EventRow> = rows.iter().map(event_row).collect::<DbResult<_>>()?;
     let next = page_end(&mut events, limit, |e| Cursor {
         at: e.received_at,
         id: e.id.clone(),
@@ -143,7 +142,7 @@ pub async fn get_event(
             &[&tenant_id, &id],
         )
         .await?;
-    Ok(row.as_ref().map(event_row))
+    row.as_ref().map(event_row).transpose()
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -30,6 +30,18 @@ pub enum DbError {
     Conflict { constraint: String },
     #[error("database error: {}", describe(.0))]
     Query(tokio_postgres::Error),
+    /// A stored value Herald cannot read back (damaged, or written by
+    /// something else).
+    #[error("a stored value cannot be read: {0}")]
+    Decode(String),
+}
+
+/// A `jsonb` column read as text, as the JSON it holds.
+///
+/// # Errors
+/// Text that is not JSON (Postgres never gives it for `jsonb`).
+pub fn raw_json(text: String) -> DbResult<Box<serde_json::value::RawValue>> {
+    serde_json::value::RawValue::from_string(text).map_err(|e| DbError::Decode(e.to_string()))
 }
 
 /// What a failed query means for trying it again.
@@ -55,7 +67,7 @@ impl DbError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Pool(_) => FailureKind::Unavailable,
-            Self::Conflict { .. } => FailureKind::Permanent,
+            Self::Conflict { .. } | Self::Decode(_) => FailureKind::Permanent,
             Self::Query(e) => match e.as_db_error() {
                 Some(db) => kind_of_sqlstate(db.code().code()),
                 None if e.is_closed() || source_is_io(e) => FailureKind::Unavailable,
