@@ -11,10 +11,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
-use herald_shared::runtime::health::{database_ready, metrics_response};
+use herald_shared::runtime::health::{database_ready, metrics_response, readiness};
 
 use crate::error::ApiError;
 use crate::extract::BodyReadTimeout;
@@ -214,13 +213,5 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let broker = tokio::time::timeout(Duration::from_secs(2), s.publisher.channel())
         .await
         .is_ok_and(|r| r.is_ok());
-    let status = if db && broker {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        axum::Json(serde_json::json!({ "database": db, "broker": broker })),
-    )
+    readiness(db, broker)
 }

@@ -68,15 +68,20 @@ pub fn router(probe: Probe) -> Router {
 
 async fn readyz(State(p): State<Probe>) -> impl IntoResponse {
     let db = database_ready(&p.pool).await;
-    let broker = p.broker_up.load(Ordering::Acquire);
-    let status = if db && broker {
+    readiness(db, p.broker_up.load(Ordering::Acquire))
+}
+
+/// The readiness answer every process gives: 200 when both are up, else
+/// 503, with `{"database", "broker"}`.
+pub fn readiness(database: bool, broker: bool) -> impl IntoResponse + use<> {
+    let status = if database && broker {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        axum::Json(serde_json::json!({ "database": db, "broker": broker })),
+        axum::Json(serde_json::json!({ "database": database, "broker": broker })),
     )
 }
 
