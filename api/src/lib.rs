@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod patch;
 pub mod rate_limit;
 pub mod routes;
 pub mod serve;

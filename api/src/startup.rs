@@ -56,7 +56,8 @@ impl Application {
         if let Err(e) = seal_clear_headers(&pool, &sealer).await {
             tracing::warn!(error.message = %e, "could not seal stored header values; will try at the next start");
         }
-        let watch = VersionWatch::default();
+        let metrics = Metrics::new();
+        let watch = VersionWatch::reporting(metrics.config_version.clone());
         if let Err(e) = watch.refresh(&pool).await {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
@@ -81,7 +82,7 @@ impl Application {
             pool,
             topology: Arc::new(topology),
             sealer,
-            metrics: Metrics::new(),
+            metrics,
             tokens: TokenCache::new(watch.clone(), TOKEN_CACHE_ENTRIES),
         };
         Ok(Self {
@@ -109,15 +110,13 @@ impl Application {
         self.watch.spawn(self.state.pool.clone(), shutdown.clone());
         tokio::spawn(self.state.token_use.clone().flush_every(
             self.state.pool.clone(),
-            std::time::Duration::from_secs(self.state.settings.api.token_use_flush_seconds),
+            self.state.settings.api.token_use_flush_seconds,
             shutdown.clone(),
         ));
         tracing::info!(port = self.port(), "api listening");
         let limits = crate::serve::ServerLimits {
             max_connections: self.state.settings.api.max_connections,
-            header_read_timeout: std::time::Duration::from_secs(
-                self.state.settings.api.header_read_timeout_seconds,
-            ),
+            header_read_timeout: self.state.settings.api.header_read_timeout_seconds,
         };
         let app = routes::router(self.state);
         crate::serve::serve(self.listener, app, limits, shutdown).await;

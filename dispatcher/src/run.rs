@@ -47,7 +47,7 @@ pub async fn run(
         parked: base.metrics.events_invalid.clone(),
         prefetch: settings.dispatcher.concurrency,
         drain_timeout: Duration::from_secs(10),
-        pause: Duration::from_millis(settings.amqp.requeue_pause_ms),
+        pause: settings.amqp.requeue_pause_ms,
     };
     let sweeper = Sweeper {
         pool: base.pool.clone(),
@@ -56,14 +56,14 @@ pub async fn run(
             &format!("{} herald-dispatcher sweeper", base.topology.prefix()),
         ),
         topology: base.topology.clone(),
-        grace: Duration::from_secs(settings.dispatcher.sweep_grace_seconds),
-        interval: Duration::from_secs(settings.dispatcher.sweep_interval_seconds),
+        grace: settings.dispatcher.sweep_grace_seconds,
+        interval: settings.dispatcher.sweep_interval_seconds,
     };
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let pruner = Pruner {
         pool: base.pool.clone(),
         max_age: Duration::from_secs(settings.retention.max_age_days.saturating_mul(86_400)),
-        interval: Duration::from_secs(settings.retention.prune_interval_seconds),
+        interval: settings.retention.prune_interval_seconds,
     };
     let pruning = tokio::spawn(pruner.run(shutdown.clone()));
     let depths = tokio::spawn(crate::queue_depth::run(

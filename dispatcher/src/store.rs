@@ -157,13 +157,8 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
     let rows: Vec<NewDelivery<'_>> = storing
         .iter()
         .flat_map(|&i| {
-            let j = &jobs[i];
-            j.webhooks.iter().map(move |w| NewDelivery {
-                tenant_id: j.tenant_id,
-                event_id: &j.id,
-                webhook_id: *w,
-                event_type: &j.event_type,
-            })
+            let event = &events[i];
+            jobs[i].webhooks.iter().map(move |w| event.delivery(*w))
         })
         .collect();
     let created = deliveries::insert_deliveries(&tx, &rows).await?;
@@ -174,7 +169,7 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
     for (delivery_id, tenant, event_id, webhook_id) in &created {
         if let Some(&i) = owner.get(&(*tenant, event_id.as_str())) {
             counts[i] += 1;
-            messages.push((i, message(&jobs[i], *delivery_id, *webhook_id)));
+            messages.push((i, events[i].message(*delivery_id, *webhook_id)));
         }
     }
     // Events stored before: a producer's repeat needs nothing more; a
@@ -188,7 +183,7 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
         {
             // The first payload stands: the messages carry the stored event.
             for (delivery_id, webhook_id) in pending {
-                let mut m = message(j, delivery_id, webhook_id);
+                let mut m = events[i].message(delivery_id, webhook_id);
                 m.event_type = stored.event_type.clone();
                 m.data = stored.data.clone();
                 m.severity = stored.severity;
@@ -202,24 +197,6 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
     drop(client);
     publish(topology, jobs, &messages).await?;
     Ok(counts)
-}
-
-fn message(j: &Job, delivery_id: Uuid, webhook_id: Uuid) -> DeliveryMessage {
-    DeliveryMessage {
-        delivery_id,
-        tenant_id: j.tenant_id,
-        webhook_id,
-        event_id: j.id.clone(),
-        event_type: j.event_type.clone(),
-        occurred_at: j.occurred_at,
-        received_at: j.received_at,
-        severity: j.severity,
-        source: j.source.clone(),
-        data: j.data.clone(),
-        attempt: 1,
-        due_at: None,
-        manual: false,
-    }
 }
 
 /// Publishes every message on its job's channel, pipelined, and waits for

@@ -1,13 +1,12 @@
 //! Secrets at rest: AES-256-GCM with the key from `security.encryption_key`.
 //! A sealed value is `nonce (12 bytes) || ciphertext+tag`.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
-
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -22,7 +21,7 @@ pub enum CryptoError {
 /// Seals and opens secrets with one process-wide key.
 #[derive(Clone)]
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    cipher: Arc<LessSafeKey>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -39,22 +38,28 @@ impl Sealer {
         let bytes = STANDARD
             .decode(key.expose_secret().trim())
             .map_err(|_| CryptoError::BadKey)?;
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)?;
-        Ok(Self { cipher })
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self {
+            cipher: Arc::new(LessSafeKey::new(key)),
+        })
     }
 
     #[must_use]
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = rand::random();
-        // Encryption fails only for inputs beyond 64 GiB.
-        #[allow(clippy::expect_used)]
-        let ciphertext = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext)
-            .expect("AES-GCM seals any secret-sized input");
-        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        let mut sealed = plaintext.to_vec();
+        // Sealing fails only for inputs beyond 64 GiB.
+        #[allow(clippy::expect_used)]
+        self.cipher
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut sealed,
+            )
+            .expect("AES-GCM seals any secret-sized input");
+        out.extend_from_slice(&sealed);
         out
     }
 
@@ -65,9 +70,13 @@ impl Sealer {
             return Err(CryptoError::Open);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| CryptoError::Open)
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .cipher
+            .open_in_place(nonce, Aad::empty(), &mut buf)
+            .map_err(|_| CryptoError::Open)?;
+        Ok(plain.to_vec())
     }
 }
 
@@ -87,6 +96,22 @@ mod tests {
         assert_eq!(sealer.open(&sealed).unwrap(), b"whsec_abc");
         let other = Sealer::from_config(Some(&key(8))).unwrap();
         assert!(other.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn opens_what_any_aes_256_gcm_sealed() {
+        // nonce 00..0b || ciphertext || tag, from an independent
+        // implementation (Python's cryptography): values sealed by earlier
+        // releases stay readable.
+        let sealed = hex::decode(
+            "000102030405060708090a0b6fe99a157e56b82b1409029d3d77ae29622f98caa340b8f9a3",
+        )
+        .unwrap();
+        let sealer = Sealer::from_config(Some(&key(7))).unwrap();
+        assert_eq!(sealer.open(&sealed).unwrap(), b"whsec_abc");
+        let mut damaged = sealed;
+        damaged[20] ^= 1;
+        assert!(sealer.open(&damaged).is_err());
     }
 
     #[test]

@@ -17,6 +17,13 @@ pub const MAX_NAME_LEN: usize = 255;
 #[error("{0}")]
 pub struct InvalidName(pub &'static str);
 
+/// Whether an (already checked) event type is one of Herald's own
+/// operational events (`webhook.*`, `delivery.*`).
+#[must_use]
+pub fn is_operational(event_type: &str) -> bool {
+    event_type.starts_with("webhook.") || event_type.starts_with("delivery.")
+}
+
 /// An event type such as `invoice.created`: dot-separated segments of
 /// `A-Z a-z 0-9 _ -` (and `:`), at most 255 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -47,7 +54,7 @@ impl EventType {
     /// webhooks that name them explicitly.
     #[must_use]
     pub fn is_operational(&self) -> bool {
-        self.0.starts_with("webhook.") || self.0.starts_with("delivery.")
+        is_operational(&self.0)
     }
 
     #[must_use]

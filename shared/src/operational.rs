@@ -30,7 +30,9 @@ fn message(
     EventMessage {
         tenant_id,
         event_type: event_type.to_owned(),
-        data: serde_json::value::to_raw_value(data).unwrap_or_default(),
+        // A `Value` always serializes; `null` stands in only if it did not.
+        data: serde_json::value::to_raw_value(data)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
         id: Some(id),
         occurred_at: Some(Utc::now()),
         severity: Some(severity),
@@ -91,7 +93,7 @@ pub async fn publish(
     topology: &Topology,
     event: &EventMessage,
 ) -> Result<(), AmqpError> {
-    let body = serde_json::to_vec(event).unwrap_or_default();
+    let body = serde_json::to_vec(event).map_err(|e| AmqpError::Encode(e.to_string()))?;
     let mut headers = FieldTable::default();
     headers.insert(VIA_HEADER.into(), AMQPValue::LongString(VIA_HERALD.into()));
     publish_confirmed(

@@ -163,6 +163,20 @@ pub struct ProcessHandle {
 }
 
 impl ProcessHandle {
+    /// The configuration version the process works under, from its
+    /// `herald_config_version` metric.
+    pub async fn config_version(&self) -> Option<i64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("herald_config_version "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Sends the shutdown signal and waits for a clean exit.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -373,6 +387,23 @@ impl TestEnv {
     }
 
     /// A database connection for assertions.
+    /// Waits until every one of `processes` works under the configuration
+    /// as it is now, which Herald promises within 2 seconds of a change:
+    /// the wait fails after that.
+    pub async fn wait_config_seen(&self, processes: &[&ProcessHandle]) {
+        let version = herald_shared::db::config_version::current(&self.db().await)
+            .await
+            .expect("configuration version");
+        for p in processes {
+            crate::wait::wait_until(
+                Duration::from_secs(2),
+                "the configuration change to reach a process",
+                || async { p.config_version().await.filter(|v| *v >= version) },
+            )
+            .await;
+        }
+    }
+
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.pool.get().await.expect("database connection")
     }

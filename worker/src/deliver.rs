@@ -16,7 +16,7 @@ use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::delivery::retry::{self, Decision, Outcome, Park, Verdict};
 use herald_shared::delivery::sender::{Attempt, Sender, WebhookConfig};
-use herald_shared::models::{DeliveryMessage, DeliveryStatus, EventType};
+use herald_shared::models::{DeliveryMessage, DeliveryStatus, is_operational};
 use herald_shared::operational;
 use herald_shared::runtime::metrics::Metrics;
 use lapin::Channel;
@@ -30,10 +30,6 @@ use crate::limiter::{EndpointLimiter, Permit, Signal};
 use crate::rate::RateLimiter;
 use crate::recorder::Recorder;
 use crate::webhook_cache::WebhookCache;
-
-fn is_operational(event_type: &str) -> bool {
-    EventType::parse(event_type).is_ok_and(|t| t.is_operational())
-}
 
 /// How long a delivery waits for a place under its endpoint's in-flight
 /// bound before it is parked instead.
@@ -375,16 +371,12 @@ impl Worker {
         let attempt = &attempted.attempt;
         let recorded = self
             .recorder
-            .record(deliveries::AttemptRecord {
-                delivery_id: m.delivery_id,
-                attempted_at: attempted.at,
-                duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
-                status_code: attempt.status_code.map(i32::from),
-                response_body: attempt.body.clone(),
-                error: attempt.error.clone(),
-                new_status: decision.status,
-                next_attempt_at: decision.next_attempt_at,
-            })
+            .record(deliveries::AttemptRecord::new(
+                m.delivery_id,
+                attempted.at,
+                attempt,
+                decision,
+            ))
             .await?;
         let disable_reason = if decision.verdict == Verdict::Gone {
             Some(format!(

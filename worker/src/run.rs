@@ -1,7 +1,6 @@
 //! Building and running a worker.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use herald_shared::amqp::consumer::{self, ConsumerConfig};
 use herald_shared::crypto::Sealer;
@@ -55,18 +54,18 @@ pub async fn run(
         metrics: base.metrics.clone(),
         sender,
         topology: base.topology.clone(),
-        max_retry_delay: Duration::from_secs(settings.worker.max_retry_delay_seconds),
+        max_retry_delay: settings.worker.max_retry_delay_seconds,
         limiter: EndpointLimiter::new(LimiterConfig {
             max_per_endpoint: usize::from(settings.worker.max_inflight_per_webhook),
             slow_lane: slow_lane(settings.worker.concurrency, settings.worker.slow_lane_share),
-            slow_threshold: Duration::from_millis(settings.worker.slow_threshold_ms),
+            slow_threshold: settings.worker.slow_threshold_ms,
         }),
         breaker: Breaker::new(
             settings.worker.breaker_threshold,
-            Duration::from_secs(settings.worker.breaker_open_seconds),
+            settings.worker.breaker_open_seconds,
         ),
         disable_after: (
-            Duration::from_secs(settings.worker.disable_after_failing_seconds),
+            settings.worker.disable_after_failing_seconds,
             settings.worker.disable_after_failures,
         ),
         backlog,
@@ -77,8 +76,8 @@ pub async fn run(
         park_queue: base.topology.failed_queue(),
         parked: base.metrics.deliveries_parked.clone(),
         prefetch: settings.worker.concurrency,
-        drain_timeout: Duration::from_secs(settings.worker.shutdown_timeout_seconds),
-        pause: Duration::from_millis(settings.amqp.requeue_pause_ms),
+        drain_timeout: settings.worker.shutdown_timeout_seconds,
+        pause: settings.amqp.requeue_pause_ms,
     };
     consumer::run(
         &settings.amqp,

@@ -66,7 +66,7 @@ pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
         .routes(routes!(openapi_json))
         .split_for_parts();
     let document = with_problem_answers(&document);
-    let body_timeout = Duration::from_secs(state.settings.api.body_read_timeout_seconds);
+    let body_timeout = state.settings.api.body_read_timeout_seconds;
     let router = router
         // Bodies of every other route are small; event routes set their own.
         .layer(DefaultBodyLimit::max(max_event.max(64 * 1024)))

@@ -63,7 +63,7 @@ impl Topology {
     pub fn new(settings: &AmqpSettings) -> anyhow::Result<Self> {
         Ok(Self {
             prefix: settings.prefix.clone(),
-            tiers: settings.retry_tiers()?,
+            tiers: settings.retry_tiers.clone(),
             invalid_max_length: settings.invalid_max_length,
             failed_max_length: settings.failed_max_length,
         })

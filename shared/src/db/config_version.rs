@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
+use prometheus::IntGauge;
 use tokio_util::sync::CancellationToken;
 
 use super::DbResult;
@@ -28,9 +29,27 @@ pub async fn current(client: &impl GenericClient) -> DbResult<i64> {
 #[derive(Debug, Clone, Default)]
 pub struct VersionWatch {
     seen: Arc<AtomicI64>,
+    /// Shows the version seen as a metric (`herald_config_version`).
+    gauge: Option<IntGauge>,
 }
 
 impl VersionWatch {
+    /// A watch that also shows the version it has seen on `gauge`.
+    #[must_use]
+    pub fn reporting(gauge: IntGauge) -> Self {
+        Self {
+            seen: Arc::default(),
+            gauge: Some(gauge),
+        }
+    }
+
+    fn set(&self, version: i64) {
+        self.seen.store(version, Ordering::Release);
+        if let Some(gauge) = &self.gauge {
+            gauge.set(version);
+        }
+    }
+
     /// The latest version known; caches drop entries loaded under an older one.
     #[must_use]
     pub fn get(&self) -> i64 {
@@ -41,14 +60,14 @@ impl VersionWatch {
     /// unknown (-1), so caches stop trusting themselves while the database
     /// is away.
     pub fn spawn(&self, pool: Pool, shutdown: CancellationToken) {
-        let seen = Arc::clone(&self.seen);
+        let watch = self.clone();
         tokio::spawn(async move {
             crate::runtime::periodic::every(POLL_INTERVAL, &shutdown, || async {
                 let version = match pool.get().await {
                     Ok(client) => current(&client).await.ok(),
                     Err(_) => None,
                 };
-                seen.store(version.unwrap_or(-1), Ordering::Release);
+                watch.set(version.unwrap_or(-1));
             })
             .await;
         });
@@ -62,7 +81,7 @@ impl VersionWatch {
     pub async fn refresh(&self, pool: &Pool) -> DbResult<i64> {
         let client = pool.get().await?;
         let v = current(&client).await?;
-        self.seen.store(v, Ordering::Release);
+        self.set(v);
         Ok(v)
     }
 }

@@ -8,6 +8,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{DbResult, raw_json};
+use crate::delivery::retry::Decision;
+use crate::delivery::sender::Attempt;
 use crate::models::{DeliveryMessage, DeliveryStatus, Severity};
 
 /// An event about to be stored.
@@ -21,6 +23,39 @@ pub struct NewEvent<'a> {
     pub source: Option<&'a str>,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
+}
+
+impl NewEvent<'_> {
+    /// The row of this event's delivery to one webhook.
+    #[must_use]
+    pub const fn delivery(&self, webhook_id: Uuid) -> NewDelivery<'_> {
+        NewDelivery {
+            tenant_id: self.tenant_id,
+            event_id: self.id,
+            webhook_id,
+            event_type: self.event_type,
+        }
+    }
+
+    /// The message of a delivery's first attempt.
+    #[must_use]
+    pub fn message(&self, delivery_id: Uuid, webhook_id: Uuid) -> DeliveryMessage {
+        DeliveryMessage {
+            delivery_id,
+            tenant_id: self.tenant_id,
+            webhook_id,
+            event_id: self.id.to_owned(),
+            event_type: self.event_type.to_owned(),
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            severity: self.severity,
+            source: self.source.map(str::to_owned),
+            data: self.data.to_owned(),
+            attempt: 1,
+            due_at: None,
+            manual: false,
+        }
+    }
 }
 
 /// Inserts the events in one statement, skipping any whose tenant already
@@ -211,6 +246,28 @@ pub struct AttemptRecord {
     /// The delivery's status after this attempt.
     pub new_status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl AttemptRecord {
+    /// The record of an attempt made at `at`, and what was decided on it.
+    #[must_use]
+    pub fn new(
+        delivery_id: Uuid,
+        at: DateTime<Utc>,
+        attempt: &Attempt,
+        decision: &Decision,
+    ) -> Self {
+        Self {
+            delivery_id,
+            attempted_at: at,
+            duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
+            status_code: attempt.status_code.map(i32::from),
+            response_body: attempt.body.clone(),
+            error: attempt.error.clone(),
+            new_status: decision.status,
+            next_attempt_at: decision.next_attempt_at,
+        }
+    }
 }
 
 /// The webhook's run of failures after an attempt was recorded.

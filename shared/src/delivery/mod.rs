@@ -2,8 +2,10 @@
 //! for a test call: the body rendered in the webhook's format
 //! ([`formats`]), signed ([`signing`]), authenticated ([`outbound_auth`]),
 //! POSTed through the guarded client ([`net_guard`]) by the [`sender`],
-//! and the result read against the retry policy ([`retry`]).
+//! and the result read against the retry policy ([`retry`]); [`direct`]
+//! makes one delivery now, outside the queues, through the same code.
 
+pub mod direct;
 pub mod formats;
 pub mod net_guard;
 pub mod outbound_auth;

@@ -6,10 +6,10 @@
 //! * The seeds' simpler scheme: `X-Webhook-Signature: sha256=<hex>` over the
 //!   body alone, keyed with the whole secret string (`whsec_…`) as UTF-8.
 
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::ToSchema;

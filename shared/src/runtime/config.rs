@@ -37,7 +37,8 @@ pub struct RetentionSettings {
     /// Events, deliveries and attempts older than this are deleted.
     pub max_age_days: u64,
     /// How often the dispatchers prune.
-    pub prune_interval_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub prune_interval_seconds: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +47,8 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     /// Connections in this process's pool.
     pub pool_size: usize,
-    pub connect_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::millis")]
+    pub connect_timeout_ms: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,11 +59,14 @@ pub struct AmqpSettings {
     pub prefix: String,
     pub invalid_max_length: u32,
     pub failed_max_length: u32,
-    /// Comma-separated TTLs of the retry queues (`1s,5s,30s,2m,…`).
-    pub retry_tiers: String,
+    /// The TTLs of the retry queues, shortest first, from a comma-separated
+    /// list (`1s,5s,30s,2m,…`).
+    #[serde(deserialize_with = "duration::tiers")]
+    pub retry_tiers: Vec<Duration>,
     /// The pause before a message that failed goes back to its queue; it
     /// doubles with each counted try (up to 10 s).
-    pub requeue_pause_ms: u64,
+    #[serde(deserialize_with = "duration::millis")]
+    pub requeue_pause_ms: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,18 +76,22 @@ pub struct ApiSettings {
     pub admin_token: Option<SecretString>,
     pub max_event_bytes: usize,
     /// How long a rotated-out secret keeps signing beside the new one.
-    pub secret_rotation_overlap_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub secret_rotation_overlap_seconds: Duration,
     /// How often tokens' `last_used_at` is written.
-    pub token_use_flush_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub token_use_flush_seconds: Duration,
     /// Requests per second each tenant may make to one api replica; 0: no
     /// limit.
     pub rate_limit_per_second: u32,
     /// Connections held open at once.
     pub max_connections: usize,
     /// Time a client has to send a request's headers.
-    pub header_read_timeout_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub header_read_timeout_seconds: Duration,
     /// Time a client has to send a request's body.
-    pub body_read_timeout_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub body_read_timeout_seconds: Duration,
     /// Test calls in flight per tenant on one replica.
     pub max_concurrent_tests_per_tenant: usize,
 }
@@ -92,9 +101,11 @@ pub struct DispatcherSettings {
     pub listen: SocketAddr,
     pub concurrency: u16,
     /// How often the sweeper looks for retries whose message was lost.
-    pub sweep_interval_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub sweep_interval_seconds: Duration,
     /// How far past due a retry must be to be republished.
-    pub sweep_grace_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub sweep_grace_seconds: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,9 +117,11 @@ pub struct WorkerSettings {
     /// The `host` of `splunk_hec` bodies; empty: this machine's name.
     #[serde(default)]
     pub splunk_host: String,
-    pub shutdown_timeout_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub shutdown_timeout_seconds: Duration,
     /// No retry waits longer than this, `Retry-After` included.
-    pub max_retry_delay_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub max_retry_delay_seconds: Duration,
     /// Deliveries to one webhook in flight at once in one worker; the
     /// excess waits briefly, so a slow endpoint cannot take every slot.
     pub max_inflight_per_webhook: u16,
@@ -116,13 +129,16 @@ pub struct WorkerSettings {
     pub slow_lane_share: f64,
     /// An attempt or request in flight longer than this makes its endpoint
     /// slow.
-    pub slow_threshold_ms: u64,
+    #[serde(deserialize_with = "duration::millis")]
+    pub slow_threshold_ms: Duration,
     /// Failed attempts in a row that open an endpoint's breaker.
     pub breaker_threshold: u32,
     /// How long a breaker first stays open (doubling while probes fail).
-    pub breaker_open_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub breaker_open_seconds: Duration,
     /// A webhook whose every attempt has failed for this long …
-    pub disable_after_failing_seconds: u64,
+    #[serde(deserialize_with = "duration::seconds")]
+    pub disable_after_failing_seconds: Duration,
     /// … and at least this many times is disabled.
     pub disable_after_failures: u32,
 }
@@ -208,23 +224,22 @@ impl Settings {
         {
             bail!("amqp.prefix must be non-empty ASCII letters, digits, '_', '-' or '.'");
         }
-        self.amqp.retry_tiers().context("amqp.retry_tiers")?;
-        if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds == 0 {
+        if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds.is_zero() {
             bail!("retention.max_age_days and retention.prune_interval_seconds must be at least 1");
         }
         if self.api.max_connections == 0
-            || self.api.header_read_timeout_seconds == 0
-            || self.api.body_read_timeout_seconds == 0
+            || self.api.header_read_timeout_seconds.is_zero()
+            || self.api.body_read_timeout_seconds.is_zero()
             || self.api.max_concurrent_tests_per_tenant == 0
         {
             bail!(
                 "api.max_connections, api.header_read_timeout_seconds, api.body_read_timeout_seconds and api.max_concurrent_tests_per_tenant must be at least 1"
             );
         }
-        if self.api.token_use_flush_seconds == 0 {
-            bail!("api.token_use_flush_seconds must be at least 1");
+        if self.api.token_use_flush_seconds.is_zero() {
+            bail!("api.token_use_flush_seconds must be at least 1 second");
         }
-        if self.dispatcher.sweep_interval_seconds == 0 {
+        if self.dispatcher.sweep_interval_seconds.is_zero() {
             bail!("dispatcher.sweep_interval_seconds must be at least 1");
         }
         if !(self.worker.slow_lane_share > 0.0 && self.worker.slow_lane_share <= 1.0) {
@@ -268,7 +283,7 @@ impl DatabaseSettings {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
         );
-        let timeout = Some(Duration::from_millis(self.connect_timeout_ms));
+        let timeout = Some(self.connect_timeout_ms);
         deadpool_postgres::Pool::builder(manager)
             .max_size(self.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -280,50 +295,78 @@ impl DatabaseSettings {
     }
 }
 
-impl AmqpSettings {
-    /// The retry tiers, shortest first.
-    ///
-    /// # Errors
-    /// A tier that is not `<n>s`, `<n>m` or `<n>h`, or no tier at all.
-    pub fn retry_tiers(&self) -> anyhow::Result<Vec<Duration>> {
-        let mut tiers = self
-            .retry_tiers
+/// Durations in configuration: a number in the unit the setting's name
+/// says (`_seconds`, `_ms`), or a string with its units (`500ms`, `30s`,
+/// `2m`, `1h 30m`, `1d`), read once when the configuration loads.
+mod duration {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    /// A setting whose bare numbers are seconds.
+    pub(super) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(InUnit(Duration::from_secs(1)))
+    }
+
+    /// A setting whose bare numbers are milliseconds.
+    pub(super) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(InUnit(Duration::from_millis(1)))
+    }
+
+    /// A comma-separated list of non-zero durations, sorted, without repeats.
+    pub(super) fn tiers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        let mut tiers = text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(parse_duration)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|s| match humantime::parse_duration(s) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(de::Error::custom(format!("{s:?} is zero"))),
+                Err(e) => Err(de::Error::custom(format!("{s:?}: {e}"))),
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
         if tiers.is_empty() {
-            bail!("at least one retry tier is needed");
+            return Err(de::Error::custom("at least one retry tier is needed"));
         }
         tiers.sort();
         tiers.dedup();
         Ok(tiers)
     }
-}
 
-/// Parses `500ms`, `5s`, `2m`, `1h`, `1d`.
-///
-/// # Errors
-/// Anything else.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .with_context(|| format!("{s:?} has no unit (s, m, h, d or ms)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().with_context(|| format!("{s:?} has no number"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        _ => bail!("{s:?} has an unknown unit (s, m, h, d or ms)"),
-    };
-    if d.is_zero() {
-        bail!("{s:?} is zero");
+    struct InUnit(Duration);
+
+    impl Visitor<'_> for InUnit {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number, or a duration such as \"30s\" or \"2m\"")
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Duration, E> {
+            let n = u32::try_from(n).map_err(|_| E::custom("is too long"))?;
+            self.0
+                .checked_mul(n)
+                .ok_or_else(|| E::custom("is too long"))
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Duration, E> {
+            let n = u64::try_from(n).map_err(|_| E::custom("cannot be negative"))?;
+            self.visit_u64(n)
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+            let s = s.trim();
+            match s.parse::<u64>() {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => {
+                    humantime::parse_duration(s).map_err(|e| E::custom(format!("{s:?}: {e}")))
+                }
+            }
+        }
     }
-    Ok(d)
 }
 
 /// The name a retry queue carries for its TTL (`1s`, `2m`, `6h`).
@@ -392,7 +435,46 @@ mod tests {
     #[test]
     fn durations_round_trip_through_names() {
         for s in ["1s", "5s", "30s", "2m", "10m", "1h", "6h", "250ms"] {
-            assert_eq!(duration_name(parse_duration(s).unwrap()), s);
+            let tiers = Settings::load_from(&env(&[("HERALD__AMQP__RETRY_TIERS", s)]))
+                .unwrap()
+                .amqp
+                .retry_tiers;
+            assert_eq!(tiers.len(), 1);
+            assert_eq!(duration_name(tiers[0]), s);
+        }
+    }
+
+    #[test]
+    fn durations_are_numbers_in_their_unit_or_strings_with_units() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.api.body_read_timeout_seconds, Duration::from_secs(30));
+        assert_eq!(s.amqp.requeue_pause_ms, Duration::from_millis(500));
+        assert_eq!(s.amqp.retry_tiers[0], Duration::from_secs(1));
+        let s = Settings::load_from(&env(&[
+            ("HERALD__API__BODY_READ_TIMEOUT_SECONDS", "45"),
+            ("HERALD__AMQP__REQUEUE_PAUSE_MS", "2s"),
+            ("HERALD__WORKER__MAX_RETRY_DELAY_SECONDS", "1h 30m"),
+            ("HERALD__AMQP__RETRY_TIERS", "5m, 1s,1s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.api.body_read_timeout_seconds, Duration::from_secs(45));
+        assert_eq!(s.amqp.requeue_pause_ms, Duration::from_secs(2));
+        assert_eq!(s.worker.max_retry_delay_seconds, Duration::from_secs(5400));
+        assert_eq!(
+            s.amqp.retry_tiers,
+            [Duration::from_secs(1), Duration::from_secs(300)]
+        );
+        for (key, value) in [
+            ("HERALD__API__BODY_READ_TIMEOUT_SECONDS", "soon"),
+            ("HERALD__API__BODY_READ_TIMEOUT_SECONDS", "-3"),
+            ("HERALD__API__BODY_READ_TIMEOUT_SECONDS", "0"),
+            ("HERALD__AMQP__RETRY_TIERS", "0s"),
+            ("HERALD__AMQP__RETRY_TIERS", ","),
+        ] {
+            assert!(
+                Settings::load_from(&env(&[(key, value)])).is_err(),
+                "{key}={value}"
+            );
         }
     }
 }

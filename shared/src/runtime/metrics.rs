@@ -38,6 +38,9 @@ pub struct Metrics {
     /// How late the latest deliveries were taken up: the longest wait past
     /// their due time among those a worker took in the last few seconds.
     pub delivery_backlog_age: Gauge,
+    /// The configuration version this process works under (-1 while the
+    /// database is away); replicas that agree have seen the same changes.
+    pub config_version: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,7 +117,16 @@ impl Metrics {
         registry
             .register(Box::new(backlog_age.clone()))
             .expect("registered once");
+        let config_version = IntGauge::new(
+            "herald_config_version",
+            "The configuration version this process works under (-1: unknown)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_version.clone()))
+            .expect("registered once");
         Self {
+            config_version,
             delivery_backlog_age: backlog_age,
             events_received: counter_vec(
                 "herald_events_received_total",

@@ -51,7 +51,7 @@ impl Base {
         let topology = Topology::new(&settings.amqp)?;
         let metrics = Metrics::new();
         let probe = Probe::new(pool.clone(), metrics.clone());
-        let watch = VersionWatch::default();
+        let watch = VersionWatch::reporting(metrics.config_version.clone());
         let _ = watch.refresh(&pool).await;
         watch.spawn(pool.clone(), shutdown.clone());
         let health = tokio::spawn(health::serve(listener, probe.clone(), shutdown.clone()));

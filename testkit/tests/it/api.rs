@@ -104,7 +104,7 @@ async fn tokens_scope_every_call_to_one_tenant() {
         204
     );
     // Revocation is seen within 2 seconds.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    env.wait_config_seen(&[&api.process]).await;
     assert_eq!(
         api.call(Method::GET, &path, Some(&second), None).await.0,
         401

@@ -655,7 +655,7 @@ async fn verify_ssl_false_reaches_a_self_signed_endpoint_and_true_refuses_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_tokens_stay_with_their_webhook_and_credentials() {
     let env = TestEnv::new().await;
-    let (api, _d, _w) = env.start_all().await;
+    let (api, _d, worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (first_tokens, first_url) = TokenEndpoint::start_with(3600, "first").await;
     let (second_tokens, second_url) = TokenEndpoint::start_with(3600, "second").await;
@@ -705,7 +705,7 @@ async fn oauth2_tokens_stay_with_their_webhook_and_credentials() {
         .await;
     assert_eq!(status, 200);
     // Webhook changes reach the workers within 2 seconds.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    env.wait_config_seen(&[&worker]).await;
     api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
     assert_eq!(

@@ -36,7 +36,7 @@ fn v1_valid(r: &Received, secret: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
     let env = TestEnv::with(&[("HERALD__API__SECRET_ROTATION_OVERLAP_SECONDS", "3")]).await;
-    let (api, _d, _w) = env.start_all().await;
+    let (api, _d, worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (_, token) = api.create_tenant("acme").await;
     let (_, other) = api.create_tenant("other").await;
@@ -66,8 +66,8 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
     assert!(read.get("secret").is_none());
 
     // Within the overlap: both secrets verify `webhook-signature`, and the
-    // simple scheme uses the new one.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // simple scheme uses the new one, once the worker has the change.
+    env.wait_config_seen(&[&worker]).await;
     let during = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
@@ -176,7 +176,7 @@ async fn a_test_delivery_goes_out_signed_now_and_is_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_signing_key_signs_beside_the_new_one_until_the_overlap_ends() {
     let env = TestEnv::with(&[("HERALD__API__SECRET_ROTATION_OVERLAP_SECONDS", "3")]).await;
-    let (api, _d, _w) = env.start_all().await;
+    let (api, _d, worker) = env.start_all().await;
     let receiver = Receiver::start().await;
     let (_, token) = api.create_tenant("acme").await;
     let (_, other) = api.create_tenant("other").await;
@@ -231,9 +231,8 @@ async fn a_rotated_signing_key_signs_beside_the_new_one_until_the_overlap_ends()
             r.header("webhook-signature").unwrap(),
         )
     };
-    // Within the overlap both keys verify (config reaches the worker
-    // within 2 s).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Within the overlap both keys verify, once the worker has the change.
+    env.wait_config_seen(&[&worker]).await;
     let during = api
         .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;

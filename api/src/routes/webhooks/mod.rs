@@ -1,0 +1,166 @@
+//! Webhooks: create, list (paged), read, partial update, delete; their
+//! secrets and keys ([`keys`]) and the test call ([`test_call`]).
+//!
+//! Input accepts the seeds' alternative names (`events`, `enabled`,
+//! `max_retries`); output always uses the canonical ones ([`input`],
+//! [`output`]). The secret is answered only by create.
+
+mod input;
+mod keys;
+mod output;
+mod test_call;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use herald_shared::db::webhooks::{self, Webhook};
+use herald_shared::db::{DbError, DbResult};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use self::input::{Problems, WebhookInput, merge};
+use self::output::WebhookOut;
+use crate::auth::Caller;
+use crate::error::ProblemDoc as Problem;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// A page of webhooks.
+#[derive(Serialize, ToSchema)]
+struct WebhookPage {
+    data: Vec<WebhookOut>,
+    page: i64,
+    per_page: i64,
+    total: i64,
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(get_webhook, patch_webhook, delete_webhook))
+        .routes(routes!(keys::rotate_secret))
+        .routes(routes!(keys::rotate_signing_key))
+        .routes(routes!(test_call::test_webhook))
+}
+
+fn conflict(e: DbError) -> ApiError {
+    match e {
+        DbError::Conflict { .. } => {
+            ApiError::Conflict("a webhook with this name already exists".to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+/// Creates a webhook; the answer holds its secret, shown only here.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookInput, security(("bearer" = [])),
+    responses((status = 201, body = WebhookOut), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let (fields, secret) = merge(&state, input, None)?;
+    let client = state.pool.get().await?;
+    let webhook = webhooks::create(&client, tenant, &fields)
+        .await
+        .map_err(conflict)?;
+    let mut out = WebhookOut::from(webhook);
+    out.secret = secret;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+/// The tenant's webhooks, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = WebhookPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(20);
+    let mut p = Problems::default();
+    p.range("page", page, 1, 1_000_000);
+    p.range("per_page", per_page, 1, 100);
+    p.finish()?;
+    let client = state.pool.get().await?;
+    let (rows, total) = webhooks::list(&client, tenant, page, per_page).await?;
+    let data: Vec<WebhookOut> = rows.into_iter().map(WebhookOut::from).collect();
+    Ok(axum::Json(WebhookPage {
+        data,
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// One webhook.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = WebhookOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    let webhook = webhooks::get(&client, tenant, id, false)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(WebhookOut::from(webhook)))
+}
+
+/// Changes the fields given; the rest stay. Checked like create.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), request_body = WebhookInput, security(("bearer" = [])),
+    responses((status = 200, body = WebhookOut), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn patch_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let current = webhooks::get(&tx, tenant, id, true)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (fields, _) = merge(&state, input, Some(current.into()))?;
+    let updated: DbResult<Option<Webhook>> = webhooks::update(&tx, tenant, id, &fields).await;
+    let webhook = updated.map_err(conflict)?.ok_or(ApiError::NotFound)?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(axum::Json(WebhookOut::from(webhook)))
+}
+
+/// Deletes a webhook and its deliveries; new events stop reaching it
+/// within 2 seconds.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    if webhooks::delete(&client, tenant, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
