@@ -2,6 +2,7 @@
 //! (published to RabbitMQ with confirms before answering 202).
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod patch;

@@ -62,7 +62,11 @@ impl Application {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
         let sender = Sender::new(&settings.security, &settings.worker)?;
+        let frame_ancestors =
+            crate::console::parse_frame_ancestors(&settings.api.portal_frame_ancestors)
+                .map_err(anyhow::Error::msg)?;
         let state = AppState {
+            frame_ancestors: frame_ancestors.into(),
             sender,
             token_use: TokenUse::default(),
             tenant_limiter: crate::rate_limit::TenantLimiter::new(

@@ -30,6 +30,8 @@ pub struct AppState {
     pub test_slots: crate::slots::TenantSlots,
     /// Each event's priority by its tenant's share.
     pub shaper: Arc<herald_shared::amqp::fairness::Shaper>,
+    /// Who may frame the console (`api.portal_frame_ancestors`, checked).
+    pub frame_ancestors: Arc<[String]>,
 }
 
 /// Gathers which tokens authenticated requests, so that `last_used_at` is

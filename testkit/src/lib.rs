@@ -8,6 +8,7 @@
 //! `HERALD__AMQP__URL` variables as Herald itself, defaulting to the local
 //! ones.
 
+mod browser;
 mod env;
 mod hostile;
 mod process;
@@ -16,6 +17,7 @@ mod receiver;
 mod token_endpoint;
 mod wait;
 
+pub use browser::{Browser, Element};
 pub use env::{ADMIN_TOKEN, ApiHandle, Parked, ProcessHandle, TestEnv};
 pub use hostile::{Behaviour, HostileEndpoint};
 pub use process::{ChildProcess, free_port, workspace_binary};

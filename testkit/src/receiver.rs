@@ -69,6 +69,8 @@ struct Shared {
     delay_ms: Arc<AtomicU64>,
     /// Answers to give first, in order, before falling back to `status`.
     script: Arc<Mutex<VecDeque<Scripted>>>,
+    /// The body of every answer (empty by default).
+    body: Arc<Mutex<String>>,
 }
 
 /// One scripted answer: a status and extra headers.
@@ -163,6 +165,7 @@ impl Receiver {
             status: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             script: Arc::new(Mutex::new(VecDeque::new())),
+            body: Arc::new(Mutex::new(String::new())),
         };
         let app = Router::new()
             .route("/{*path}", post(record))
@@ -179,6 +182,12 @@ impl Receiver {
     /// Answer this status from now on.
     pub fn respond_with(&self, status: u16) {
         self.shared.status.store(status, Ordering::Release);
+    }
+
+    /// Answer this status with this body from now on.
+    pub fn respond_with_body(&self, status: u16, body: &str) {
+        body.clone_into(&mut self.shared.body.lock().expect("lock"));
+        self.respond_with(status);
     }
 
     /// Give these answers to the next requests, in order, then go back to
@@ -235,9 +244,9 @@ async fn record(
     }
     let (status, extra) =
         scripted.unwrap_or_else(|| (shared.status.load(Ordering::Acquire), Vec::new()));
-    let mut response = StatusCode::from_u16(status)
-        .unwrap_or(StatusCode::OK)
-        .into_response();
+    let body = shared.body.lock().expect("lock").clone();
+    let mut response =
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
     for (name, value) in extra {
         if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);

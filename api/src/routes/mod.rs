@@ -68,6 +68,7 @@ pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
     let document = with_problem_answers(&document);
     let body_timeout = state.settings.api.body_read_timeout_seconds;
     let router = router
+        .merge(crate::console::router(&state.frame_ancestors))
         // Bodies of every other route are small; event routes set their own.
         .layer(DefaultBodyLimit::max(max_event.max(64 * 1024)))
         .layer(Extension(Arc::new(document.clone())))

@@ -23,9 +23,18 @@ struct TokenList {
     next_cursor: Option<String>,
 }
 
+/// A page of tenants.
+#[derive(Serialize, ToSchema)]
+struct TenantPage {
+    data: Vec<tenants::Tenant>,
+    page: i64,
+    per_page: i64,
+    total: i64,
+}
+
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_tenant))
+        .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(create_token))
         .routes(routes!(list_tokens))
         .routes(routes!(delete_token))
@@ -74,6 +83,42 @@ async fn create_tenant(
             created_at: tenant.created_at,
         }),
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// From 1 (default 1).
+    page: Option<i64>,
+    /// 1 to 100 (default 20).
+    per_page: Option<i64>,
+}
+
+/// Every tenant, oldest first, a page at a time. Admin token.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = TenantPage), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(20);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(ApiError::invalid("page", "must be between 1 and 1000000"));
+    }
+    if !(1..=100).contains(&per_page) {
+        return Err(ApiError::invalid("per_page", "must be between 1 and 100"));
+    }
+    let client = state.pool.get().await?;
+    let (data, total) = tenants::list_tenants(&client, page, per_page).await?;
+    Ok(axum::Json(TenantPage {
+        data,
+        page,
+        per_page,
+        total,
+    }))
 }
 
 #[derive(Deserialize, Default, ToSchema)]

@@ -13,7 +13,7 @@ use super::DbResult;
 
 const TOKEN_PREFIX: &str = "hrld_";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: Uuid,
     pub name: String,
@@ -58,6 +58,40 @@ pub async fn create_tenant(client: &impl GenericClient, name: &str) -> DbResult<
         name: row.get(1),
         created_at: row.get(2),
     })
+}
+
+/// One page of tenants, oldest first, and how many there are.
+///
+/// # Errors
+/// A database error.
+pub async fn list_tenants(
+    client: &impl GenericClient,
+    page: i64,
+    per_page: i64,
+) -> DbResult<(Vec<Tenant>, i64)> {
+    let rows = client
+        .query(
+            "SELECT id, name, created_at, count(*) OVER () FROM tenants
+             ORDER BY created_at, id LIMIT $1 OFFSET $2",
+            &[&per_page, &((page - 1) * per_page)],
+        )
+        .await?;
+    let total = match rows.first() {
+        Some(row) => row.get(3),
+        None => client
+            .query_one("SELECT count(*) FROM tenants", &[])
+            .await?
+            .get(0),
+    };
+    let tenants = rows
+        .iter()
+        .map(|row| Tenant {
+            id: row.get(0),
+            name: row.get(1),
+            created_at: row.get(2),
+        })
+        .collect();
+    Ok((tenants, total))
 }
 
 /// # Errors

@@ -94,6 +94,10 @@ pub struct ApiSettings {
     pub body_read_timeout_seconds: Duration,
     /// Test calls in flight per tenant on one replica.
     pub max_concurrent_tests_per_tenant: usize,
+    /// Origins that may show the console in a frame (space-separated, for
+    /// the customer portal); empty: none may.
+    #[serde(default)]
+    pub portal_frame_ancestors: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

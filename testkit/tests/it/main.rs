@@ -4,6 +4,7 @@
 
 mod api;
 mod circuit;
+mod console;
 mod delivery_options;
 mod fairness;
 mod history;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// Every route the api serves (the DESIGN's table and the operations).
 const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/tenants"),
     ("post", "/v1/tenants"),
     ("post", "/v1/tenants/{id}/tokens"),
     ("get", "/v1/tokens"),

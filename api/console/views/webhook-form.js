@@ -1,0 +1,217 @@
+// The webhook form, for create (POST) and edit (PATCH of the fields that
+// changed). Submitted with fetch: the CSP (form-action 'none') forbids a
+// native form post, and the form has `novalidate` so the API's checks speak.
+
+import { post, patch, path } from '../api.js';
+import { h, note, clearError, showError, showProblem, clearFieldErrors, showFieldErrors } from '../dom.js';
+
+const FORMATS = [
+  ['json', 'JSON (the Herald envelope)'],
+  ['splunk_hec', 'Splunk HTTP Event Collector'],
+  ['datadog', 'Datadog event'],
+  ['elastic', 'Elastic (ECS)'],
+  ['custom', 'Custom template'],
+];
+
+// Inputs named like the API's fields; errors on other fields go to the banner.
+const INPUTS = [
+  'name', 'url', 'event_types', 'description', 'timeout_seconds', 'retry_attempts',
+  'retry_backoff_seconds', 'rate_limit', 'is_active', 'format', 'template', 'content_type', 'headers',
+];
+
+function inputFor(field) {
+  if (INPUTS.includes(field)) return field;
+  if (field.startsWith('event_types[')) return 'event_types';
+  if (field.startsWith('headers.')) return 'headers';
+  return null;
+}
+
+// A labelled control with optional help text.
+function field(id, label, control, help) {
+  if (help) control.setAttribute('aria-describedby', `${id}-help`);
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    help && h('p', { class: 'help', id: `${id}-help` }, help));
+}
+
+const numberInput = (id, value, min, max) =>
+  h('input', { id, name: id, type: 'number', inputmode: 'numeric', min, max, step: 1, value: value ?? '' });
+
+const headersText = (headers) =>
+  Object.entries(headers || {}).map(([name, value]) => `${name}: ${value}`).join('\n');
+
+// `Name: value` lines -> {headers} or {error}.
+function parseHeaders(text) {
+  const headers = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i].trim();
+    if (!line) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return { error: `line ${i + 1} is not “Name: value”` };
+    const name = line.slice(0, colon).trim();
+    if (Object.hasOwn(headers, name)) return { error: `line ${i + 1} repeats the header ${name}` };
+    headers[name] = line.slice(colon + 1).trim();
+  }
+  return { headers };
+}
+
+// Reads the form: `{values, problems}`; numbers left empty are null.
+function read(form, editing) {
+  const value = (name) => form.elements.namedItem(name)?.value ?? '';
+  const problems = [];
+  const values = {
+    name: value('name').trim(),
+    url: value('url').trim(),
+    event_types: value('event_types').split(',').map((s) => s.trim()).filter(Boolean),
+    description: value('description'),
+    format: value('format'),
+  };
+  for (const name of ['timeout_seconds', 'retry_attempts', 'retry_backoff_seconds', 'rate_limit']) {
+    const text = value(name).trim();
+    if (text === '') {
+      values[name] = null;
+      if (editing && name !== 'rate_limit') problems.push({ field: name, detail: 'is required' });
+    } else if (/^-?\d+$/.test(text)) {
+      values[name] = Number(text);
+    } else {
+      problems.push({ field: name, detail: 'must be a whole number' });
+    }
+  }
+  if (values.format === 'custom') {
+    values.template = value('template');
+    values.content_type = value('content_type').trim() || 'application/json';
+  }
+  const parsed = parseHeaders(value('headers'));
+  if (parsed.error) problems.push({ field: 'headers', detail: parsed.error });
+  values.headers = parsed.headers || {};
+  if (editing) values.is_active = form.elements.namedItem('is_active').checked;
+  return { values, problems };
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const sortedEntries = (o) => Object.entries(o || {}).sort(([a], [b]) => a.localeCompare(b));
+
+// The body for create: what was entered, defaults left to the API.
+function createBody(v) {
+  const body = { name: v.name, url: v.url, event_types: v.event_types, format: v.format };
+  if (v.description) body.description = v.description;
+  for (const name of ['timeout_seconds', 'retry_attempts', 'retry_backoff_seconds', 'rate_limit']) {
+    if (v[name] !== null) body[name] = v[name];
+  }
+  if (v.format === 'custom') {
+    body.template = v.template;
+    body.content_type = v.content_type;
+  }
+  if (Object.keys(v.headers).length) body.headers = v.headers;
+  return body;
+}
+
+// The body for PATCH: only the fields that differ from `w`.
+function patchBody(v, w) {
+  const body = {};
+  for (const name of ['name', 'url', 'description', 'timeout_seconds', 'retry_attempts',
+    'retry_backoff_seconds', 'is_active', 'format']) {
+    if (v[name] !== w[name]) body[name] = v[name];
+  }
+  if (!same(v.event_types, w.event_types)) body.event_types = v.event_types;
+  if (v.rate_limit !== (w.rate_limit ?? null)) body.rate_limit = v.rate_limit; // null: no limit
+  if (v.format === 'custom') {
+    const switching = w.format !== 'custom';
+    if (switching || v.template !== (w.template ?? '')) body.template = v.template;
+    if (switching || v.content_type !== w.content_type) body.content_type = v.content_type;
+  }
+  if (!same(sortedEntries(v.headers), sortedEntries(w.headers))) body.headers = v.headers;
+  return body;
+}
+
+// Shows a failed save: field errors by their inputs, the rest in the banner.
+function showSaveError(form, err) {
+  showProblem(err);
+  if (err.status === 409) {
+    showFieldErrors(form, [{ field: 'name', detail: err.message }], inputFor);
+    return;
+  }
+  const unmatched = showFieldErrors(form, err.fieldErrors, inputFor);
+  if (unmatched.length) {
+    showError(`${err.message}: ${unmatched.map((e) => `${e.field} ${e.detail}`).join('; ')}`);
+  } else if (err.fieldErrors.length) {
+    showError(`${err.message} — see the marked fields.`);
+  }
+}
+
+// The form. `webhook`: the one to edit (null: create). `onSaved(webhook)`
+// is called with the API's answer.
+export function webhookForm({ webhook = null, onSaved }) {
+  const w = webhook || {};
+  const editing = Boolean(webhook);
+  const format = h('select', { id: 'format', name: 'format' },
+    FORMATS.map(([value, label]) => h('option', { value, selected: (w.format || 'json') === value }, label)));
+  const custom = h('fieldset', { id: 'custom-fields', class: 'subfields' },
+    h('legend', {}, 'Custom body'),
+    field('template', 'Template', h('textarea', { id: 'template', name: 'template', rows: 6, spellcheck: 'false', value: w.template ?? '' }),
+      'A minijinja template over id, type, timestamp, tenant_id, webhook_id, severity, source and data.'),
+    field('content_type', 'Content type', h('input', { id: 'content_type', name: 'content_type', type: 'text', value: w.content_type || 'application/json' })));
+  format.value = w.format || 'json';
+  const showCustom = () => { custom.hidden = format.value !== 'custom'; };
+  format.addEventListener('change', showCustom);
+  showCustom();
+
+  const status = note('');
+  const save = h('button', { type: 'submit', id: 'save-webhook' }, editing ? 'Save changes' : 'Create webhook');
+  const form = h('form', { id: 'webhook-form', class: 'form', novalidate: true },
+    field('name', 'Name', h('input', { id: 'name', name: 'name', type: 'text', value: w.name ?? '', required: true, autocomplete: 'off' })),
+    field('url', 'URL', h('input', { id: 'url', name: 'url', type: 'url', value: w.url ?? '', required: true, autocomplete: 'off', spellcheck: 'false' }),
+      'Where deliveries are sent (https, unless the server allows http).'),
+    field('event_types', 'Event types', h('input', { id: 'event_types', name: 'event_types', type: 'text', value: (w.event_types || ['*']).join(', '), spellcheck: 'false' }),
+      'Comma-separated: exact types, invoice.* for every type under invoice., or * for all.'),
+    field('description', 'Description', h('textarea', { id: 'description', name: 'description', rows: 2, value: w.description ?? '' })),
+    h('div', { class: 'field-row' },
+      field('timeout_seconds', 'Timeout (seconds)', numberInput('timeout_seconds', editing ? w.timeout_seconds : 10, 1, 300)),
+      field('retry_attempts', 'Retry attempts', numberInput('retry_attempts', editing ? w.retry_attempts : 5, 0, 10)),
+      field('retry_backoff_seconds', 'Retry backoff (seconds)', numberInput('retry_backoff_seconds', editing ? w.retry_backoff_seconds : 60, 1, 86400)),
+      field('rate_limit', 'Rate limit (per second)', numberInput('rate_limit', w.rate_limit, 1, 10000), 'Empty: no limit.')),
+    editing && h('div', { class: 'field field-check' },
+      h('input', { id: 'is_active', name: 'is_active', type: 'checkbox', checked: Boolean(w.is_active) }),
+      h('label', { for: 'is_active' }, 'Active (receives deliveries)')),
+    field('format', 'Body format', format),
+    custom,
+    field('headers', 'Headers', h('textarea', { id: 'headers', name: 'headers', rows: 3, spellcheck: 'false', value: headersText(w.headers) }),
+      'One “Name: value” per line, sent with every delivery. Stored values show masked (****); leave them as they are to keep them.'),
+    h('div', { class: 'actions' }, save),
+    status);
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError();
+    clearFieldErrors(form);
+    status.textContent = '';
+    const { values, problems } = read(form, editing);
+    if (problems.length) {
+      showFieldErrors(form, problems, inputFor);
+      showError('Some fields need attention — see the marked fields.');
+      return;
+    }
+    const body = editing ? patchBody(values, webhook) : createBody(values);
+    if (editing && Object.keys(body).length === 0) {
+      status.textContent = 'Nothing changed.';
+      return;
+    }
+    save.disabled = true;
+    status.textContent = 'Saving…';
+    try {
+      const saved = editing
+        ? await patch(path('webhooks', webhook.id), body)
+        : await post('/v1/webhooks', body);
+      status.textContent = 'Saved.';
+      onSaved(saved);
+    } catch (err) {
+      status.textContent = '';
+      showSaveError(form, err);
+    } finally {
+      save.disabled = false;
+    }
+  });
+  return form;
+}

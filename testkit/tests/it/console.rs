@@ -1,0 +1,250 @@
+//! The console in a real browser (Debian's headless Chromium through
+//! WebDriver) against the real api, dispatcher, worker and receiver.
+
+use std::time::Duration;
+
+use herald_testkit::{ADMIN_TOKEN, Browser, Receiver, TestEnv};
+use reqwest::Method;
+use serde_json::json;
+
+const PAGE: Duration = Duration::from_secs(30);
+
+/// Signs in with `token` on a fresh console page.
+async fn sign_in(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/console/")).await;
+    let input = browser.wait_for("#token").await;
+    browser.fill(&input, token).await;
+    browser.click(&browser.wait_for("#sign-in").await).await;
+}
+
+/// Opens `hash` and waits until `css` holds `text`, loading the page again
+/// while it does not (a page loads its data once; deliveries move on).
+async fn until_shown(browser: &Browser, base: &str, hash: &str, css: &str, text: &str) {
+    let deadline = std::time::Instant::now() + PAGE;
+    for round in 0.. {
+        // A new query string makes a full load; the session survives it.
+        browser
+            .goto(&format!("{base}/console/?load={round}{hash}"))
+            .await;
+        let settle = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < settle {
+            if let Some(e) = browser.find(css).await
+                && browser.text(&e).await.contains(text)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} never showed {text:?} on {hash}; the page shows: {}",
+            browser.page_text().await
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_creates_a_webhook_sees_deliveries_and_retries_a_failure() {
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let browser = Browser::start().await;
+    let base = api.base.clone();
+
+    sign_in(&browser, &base, &token).await;
+    browser.wait_for("#webhooks-empty").await;
+    browser.click(&browser.wait_for("#new-webhook").await).await;
+    let form = "#webhook-form";
+    browser.wait_for(form).await;
+
+    // A refused field is named next to the field.
+    browser
+        .fill(&browser.wait_for("#name").await, "orders")
+        .await;
+    browser
+        .fill(&browser.wait_for("#url").await, "not a url")
+        .await;
+    browser
+        .click(&browser.wait_for("#save-webhook").await)
+        .await;
+    browser
+        .wait_text(".field-error[data-field=url]", "URL", PAGE)
+        .await;
+
+    browser
+        .fill(&browser.wait_for("#url").await, &receiver.url("hook"))
+        .await;
+    browser
+        .fill(&browser.wait_for("#event_types").await, "order.*")
+        .await;
+    browser
+        .click(&browser.wait_for("#save-webhook").await)
+        .await;
+    let secret = browser.wait_text("#secret", "whsec_", PAGE).await;
+    assert!(secret.contains("whsec_"));
+    // The token never reaches the address bar.
+    assert!(!browser.url().await.contains(&token));
+
+    api.send_event(
+        &token,
+        json!({"event_type": "order.created", "data": {"n": 1}}),
+    )
+    .await;
+    until_shown(
+        &browser,
+        &base,
+        "#/deliveries",
+        "#deliveries tr[data-delivery-id] .status",
+        "success",
+    )
+    .await;
+    browser.screenshot("deliveries").await;
+
+    // The endpoint fails with HTML in its answer: shown as text, never run.
+    let hostile = r#"<img src=x onerror="window.__xss=1">"#;
+    receiver.respond_with_body(500, hostile);
+    let failing = api
+        .send_event(
+            &token,
+            json!({"event_type": "order.updated", "data": {"n": 2}}),
+        )
+        .await;
+    let delivery_id = herald_testkit::wait_until(PAGE, "the failed attempt", || async {
+        let rows = env
+            .db()
+            .await
+            .query(
+                "SELECT d.id::text FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+                 WHERE d.event_id = $1",
+                &[&failing],
+            )
+            .await
+            .expect("query");
+        rows.first().map(|r| r.get::<_, String>(0))
+    })
+    .await;
+    let page = format!("#/deliveries/{delivery_id}");
+    until_shown(&browser, &base, &page, "#attempts", "500").await;
+    let shown = browser
+        .wait_text("#attempts pre.response", "onerror", PAGE)
+        .await;
+    assert!(
+        shown.contains(hostile),
+        "the answer is shown as text: {shown}"
+    );
+    let injected = browser
+        .execute(
+            "return [document.querySelectorAll('#attempts img').length, window.__xss === undefined]",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        injected,
+        json!([0, true]),
+        "no element made and no script run"
+    );
+    browser.screenshot("delivery").await;
+
+    // The endpoint recovers; a retry from the page succeeds.
+    receiver.respond_with_body(200, "ok");
+    browser.click(&browser.wait_for("#retry").await).await;
+    until_shown(&browser, &base, &page, ".status", "success").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_with_a_strict_policy() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let resp = api
+        .http
+        .get(format!("{}/console/", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"));
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let js = api
+        .http
+        .get(format!("{}/console/app.js", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    for missing in [
+        "/console/nope.js",
+        "/console/../Cargo.toml",
+        "/console/%2e%2e/Cargo.toml",
+    ] {
+        let r = api
+            .http
+            .get(format!("{}{missing}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_and_creates_tenants() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    api.create_tenant("first").await;
+    let (status, page) = api
+        .call(
+            Method::GET,
+            "/v1/tenants?per_page=1",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["data"][0]["name"], "first");
+    let (_, tenant_token) = api.create_tenant("second").await;
+    let (status, _) = api
+        .call(Method::GET, "/v1/tenants", Some(&tenant_token), None)
+        .await;
+    assert_eq!(status, 403, "a tenant token cannot list tenants");
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/v1/tenants?per_page=500",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &api.base, ADMIN_TOKEN).await;
+    browser.wait_text("#tenants", "second", PAGE).await;
+    browser
+        .fill(&browser.wait_for("#tenant-name").await, "third <b>co</b>")
+        .await;
+    browser
+        .click(&browser.wait_for("#create-tenant").await)
+        .await;
+    browser.wait_text("#tenant-token", "hrld_", PAGE).await;
+    until_shown(
+        &browser,
+        &api.base,
+        "#/tenants",
+        "#tenants",
+        "third <b>co</b>",
+    )
+    .await;
+    browser.screenshot("tenants").await;
+}
