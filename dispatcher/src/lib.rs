@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod pruner;
+pub mod purger;
 pub mod queue_depth;
 pub mod run;
 pub mod store;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use herald_shared::db::retention;
+use herald_shared::db::{retention, stats};
 use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,12 @@ impl Pruner {
                 break;
             }
         }
+        // Statistics are kept for the longest chart (7 days) and a day more.
+        let stats_cutoff = Utc::now() - chrono::Duration::days(8);
+        while !shutdown.is_cancelled()
+            && stats::prune_batch(&client, stats_cutoff, BATCH).await?
+                == u64::try_from(BATCH).unwrap_or(u64::MAX)
+        {}
         Ok(total)
     }
 }

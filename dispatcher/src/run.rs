@@ -66,6 +66,11 @@ pub async fn run(
         interval: settings.retention.prune_interval_seconds,
     };
     let pruning = tokio::spawn(pruner.run(shutdown.clone()));
+    let purger = crate::purger::Purger {
+        pool: base.pool.clone(),
+        interval: settings.retention.purge_interval_seconds,
+    };
+    let purging = tokio::spawn(purger.run(shutdown.clone()));
     let depths = tokio::spawn(crate::queue_depth::run(
         settings.amqp.url.clone(),
         base.topology.clone(),
@@ -84,6 +89,7 @@ pub async fn run(
     .await;
     let _ = sweeping.await;
     let _ = pruning.await;
+    let _ = purging.await;
     let _ = depths.await;
     base.finish().await;
     tracing::info!("dispatcher stopped");

@@ -35,6 +35,7 @@ struct TenantPage {
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(delete_tenant))
         .routes(routes!(create_token))
         .routes(routes!(list_tokens))
         .routes(routes!(delete_token))
@@ -119,6 +120,36 @@ async fn list_tenants(
         per_page,
         total,
     }))
+}
+
+/// A tenant on its way out.
+#[derive(Serialize, ToSchema)]
+struct DeletedTenant {
+    id: Uuid,
+    /// When it was deleted; its data is removed in the background.
+    deleted_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Deletes a tenant. At once its tokens are revoked and its webhooks stop
+/// (within 2 seconds everywhere); its webhooks, events, deliveries and
+/// attempts are then removed in small batches in the background, and
+/// deliveries still queued are dropped unsent. Admin token.
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 202, body = DeletedTenant), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let mut client = state.pool.get().await?;
+    let deleted_at = tenants::mark_deleted(&mut client, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(DeletedTenant { id, deleted_at }),
+    ))
 }
 
 #[derive(Deserialize, Default, ToSchema)]

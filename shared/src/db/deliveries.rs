@@ -350,6 +350,33 @@ pub async fn record_attempts(
                      consecutive_failures = CASE WHEN EXCLUDED.delivery_success_count > 0 THEN 0
                                                  ELSE s.consecutive_failures + EXCLUDED.consecutive_failures END
                  RETURNING s.webhook_id AS id, s.failing_since, s.consecutive_failures
+             ), m AS (
+                 -- The webhook's statistics by minute (see db::stats).
+                 INSERT INTO webhook_stats_minutely AS m (webhook_id, minute, succeeded, retried,
+                     failed, latency)
+                 SELECT d.webhook_id, date_trunc('minute', input.attempted_at),
+                        count(*) FILTER (WHERE d.new_status = 'success'),
+                        count(*) FILTER (WHERE d.new_status = 'retrying'),
+                        count(*) FILTER (WHERE d.new_status = 'failed'),
+                        ARRAY[count(*) FILTER (WHERE input.duration_ms <= 10),
+                              count(*) FILTER (WHERE input.duration_ms > 10 AND input.duration_ms <= 25),
+                              count(*) FILTER (WHERE input.duration_ms > 25 AND input.duration_ms <= 50),
+                              count(*) FILTER (WHERE input.duration_ms > 50 AND input.duration_ms <= 100),
+                              count(*) FILTER (WHERE input.duration_ms > 100 AND input.duration_ms <= 250),
+                              count(*) FILTER (WHERE input.duration_ms > 250 AND input.duration_ms <= 500),
+                              count(*) FILTER (WHERE input.duration_ms > 500 AND input.duration_ms <= 1000),
+                              count(*) FILTER (WHERE input.duration_ms > 1000 AND input.duration_ms <= 2500),
+                              count(*) FILTER (WHERE input.duration_ms > 2500 AND input.duration_ms <= 5000),
+                              count(*) FILTER (WHERE input.duration_ms > 5000 AND input.duration_ms <= 10000),
+                              count(*) FILTER (WHERE input.duration_ms > 10000)]
+                 FROM d JOIN input ON input.delivery_id = d.id
+                 GROUP BY 1, 2
+                 ON CONFLICT (webhook_id, minute) DO UPDATE SET
+                     succeeded = m.succeeded + EXCLUDED.succeeded,
+                     retried = m.retried + EXCLUDED.retried,
+                     failed = m.failed + EXCLUDED.failed,
+                     latency = ARRAY(SELECT x + y FROM unnest(m.latency, EXCLUDED.latency)
+                                         WITH ORDINALITY AS u(x, y, i) ORDER BY i)
              ), a AS (
                  INSERT INTO delivery_attempts
                      (id, delivery_id, attempt, attempted_at, duration_ms, status_code, response_body, error)

@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod heartbeats;
 pub mod history;
 pub mod retention;
+pub mod stats;
 pub mod tenants;
 pub mod webhooks;
 

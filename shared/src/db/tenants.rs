@@ -72,6 +72,7 @@ pub async fn list_tenants(
     let rows = client
         .query(
             "SELECT id, name, created_at, count(*) OVER () FROM tenants
+             WHERE deleted_at IS NULL
              ORDER BY created_at, id LIMIT $1 OFFSET $2",
             &[&per_page, &((page - 1) * per_page)],
         )
@@ -79,7 +80,7 @@ pub async fn list_tenants(
     let total = match rows.first() {
         Some(row) => row.get(3),
         None => client
-            .query_one("SELECT count(*) FROM tenants", &[])
+            .query_one("SELECT count(*) FROM tenants WHERE deleted_at IS NULL", &[])
             .await?
             .get(0),
     };
@@ -94,11 +95,86 @@ pub async fn list_tenants(
     Ok((tenants, total))
 }
 
+/// Marks a tenant deleted: its tokens go and its webhooks stop (each
+/// process sees both within 2 seconds); the purger removes the rest.
+/// Answers when it was marked, `None` when there is no such tenant.
+///
+/// # Errors
+/// A database error.
+pub async fn mark_deleted(
+    client: &mut deadpool_postgres::Object,
+    id: Uuid,
+) -> DbResult<Option<DateTime<Utc>>> {
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "UPDATE tenants SET deleted_at = coalesce(deleted_at, now()) WHERE id = $1
+             RETURNING deleted_at",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    tx.execute("DELETE FROM api_tokens WHERE tenant_id = $1", &[&id])
+        .await?;
+    tx.execute(
+        "UPDATE webhooks SET is_active = false, disabled_reason = 'the tenant is being deleted'
+         WHERE tenant_id = $1 AND is_active",
+        &[&id],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(row.get(0)))
+}
+
+/// One step of removing a deleted tenant's data, each a short statement:
+/// up to `batch` deliveries (with their attempts), else events, else
+/// webhooks, else the tenant itself. Answers the rows this step removed;
+/// 0 when no deleted tenant is left.
+///
+/// # Errors
+/// A database error.
+pub async fn purge_step(client: &impl GenericClient, batch: i64) -> DbResult<u64> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT id FROM tenants WHERE deleted_at IS NOT NULL ORDER BY deleted_at LIMIT 1",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(0);
+    };
+    let tenant: Uuid = row.get(0);
+    let steps = [
+        "DELETE FROM deliveries WHERE id IN (
+             SELECT id FROM deliveries WHERE tenant_id = $1 LIMIT $2)",
+        "DELETE FROM events WHERE (tenant_id, id) IN (
+             SELECT tenant_id, id FROM events WHERE tenant_id = $1 LIMIT $2)",
+        "DELETE FROM webhooks WHERE id IN (
+             SELECT id FROM webhooks WHERE tenant_id = $1 LIMIT $2)",
+    ];
+    for sql in steps {
+        let n = client.execute(sql, &[&tenant, &batch]).await?;
+        if n > 0 {
+            return Ok(n);
+        }
+    }
+    Ok(client
+        .execute(
+            "DELETE FROM tenants WHERE id = $1 AND deleted_at IS NOT NULL",
+            &[&tenant],
+        )
+        .await?)
+}
+
+/// Whether the tenant exists and is not being deleted.
+///
 /// # Errors
 /// A database error.
 pub async fn tenant_exists(client: &impl GenericClient, id: Uuid) -> DbResult<bool> {
     let stmt = client
-        .prepare_cached("SELECT 1 FROM tenants WHERE id = $1")
+        .prepare_cached("SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL")
         .await?;
     Ok(client.query_opt(&stmt, &[&id]).await?.is_some())
 }

@@ -39,6 +39,9 @@ pub struct RetentionSettings {
     /// How often the dispatchers prune.
     #[serde(deserialize_with = "duration::seconds")]
     pub prune_interval_seconds: Duration,
+    /// How often the dispatchers look for deleted tenants' data to remove.
+    #[serde(deserialize_with = "duration::seconds")]
+    pub purge_interval_seconds: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,8 +231,13 @@ impl Settings {
         {
             bail!("amqp.prefix must be non-empty ASCII letters, digits, '_', '-' or '.'");
         }
-        if self.retention.max_age_days == 0 || self.retention.prune_interval_seconds.is_zero() {
-            bail!("retention.max_age_days and retention.prune_interval_seconds must be at least 1");
+        if self.retention.max_age_days == 0
+            || self.retention.prune_interval_seconds.is_zero()
+            || self.retention.purge_interval_seconds.is_zero()
+        {
+            bail!(
+                "retention.max_age_days, retention.prune_interval_seconds and retention.purge_interval_seconds must be above 0"
+            );
         }
         if self.api.max_connections == 0
             || self.api.header_read_timeout_seconds.is_zero()

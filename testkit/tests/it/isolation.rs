@@ -115,9 +115,12 @@ async fn a_rate_limit_holds_across_two_workers() {
         .duration_since(steady[0].at)
         .as_secs_f64();
     let rate = (steady.len() - 1) as f64 / span;
+    // The limit is the upper bound; the lower one catches a wrong split
+    // between the workers (2.5/s), with room for a loaded machine, where a
+    // delivery held for its token waits out a whole 1 s tier.
     assert!(
-        (4.0..=6.0).contains(&rate),
-        "5/s within 20 %, was {rate:.2}/s"
+        (3.5..=6.0).contains(&rate),
+        "5/s, at most 20 % over and 30 % under, was {rate:.2}/s"
     );
     // Every attempt recorded: one each, since waiting for a token is not
     // an attempt.

@@ -16,3 +16,4 @@ mod pipeline;
 mod resilience;
 mod retries;
 mod rotation;
+mod tenants;

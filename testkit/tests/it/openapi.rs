@@ -11,6 +11,8 @@ use serde_json::Value;
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/tenants"),
     ("post", "/v1/tenants"),
+    ("delete", "/v1/tenants/{id}"),
+    ("get", "/v1/webhooks/{id}/stats"),
     ("post", "/v1/tenants/{id}/tokens"),
     ("get", "/v1/tokens"),
     ("delete", "/v1/tokens/{id}"),

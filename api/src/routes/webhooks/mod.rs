@@ -8,6 +8,7 @@
 mod input;
 mod keys;
 mod output;
+mod stats;
 mod test_call;
 
 use axum::extract::State;
@@ -44,6 +45,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::rotate_secret))
         .routes(routes!(keys::rotate_signing_key))
         .routes(routes!(test_call::test_webhook))
+        .routes(routes!(stats::webhook_stats))
 }
 
 fn conflict(e: DbError) -> ApiError {
