@@ -88,6 +88,10 @@ impl Application {
             sealer,
             metrics,
             tokens: TokenCache::new(watch.clone(), TOKEN_CACHE_ENTRIES),
+            portal_sessions: herald_shared::db::config_version::VersionedCache::new(
+                watch.clone(),
+                TOKEN_CACHE_ENTRIES,
+            ),
         };
         Ok(Self {
             listener,

@@ -20,6 +20,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub metrics: Metrics,
     pub tokens: TokenCache,
+    /// Portal session token hash → what the session reaches.
+    pub portal_sessions: VersionedCache<Vec<u8>, Arc<crate::auth::PortalScope>>,
     /// Sends test deliveries exactly as the worker sends any.
     pub sender: Sender,
     /// Tokens seen since the last flush of `last_used_at`.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use herald_shared::db::{retention, stats};
+use herald_shared::db::{portal, retention, stats};
 use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,7 @@ impl Pruner {
             && stats::prune_batch(&client, stats_cutoff, BATCH).await?
                 == u64::try_from(BATCH).unwrap_or(u64::MAX)
         {}
+        portal::prune_expired(&client).await?;
         Ok(total)
     }
 }

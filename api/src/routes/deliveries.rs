@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use herald_shared::amqp::fairness;
 use herald_shared::db::deliveries::{self, RecoverWindow};
-use herald_shared::db::webhooks;
+use herald_shared::db::{history, webhooks};
 use herald_shared::models::EventType;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -55,8 +55,17 @@ async fn retry_delivery(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    let tenant = scope.tenant;
     let client = state.pool.get().await?;
+    // A delivery outside a portal session's slice is not found.
+    let visible = history::get_delivery(&client, tenant, id)
+        .await?
+        .is_some_and(|d| scope.allows_webhook(d.webhook_id) && scope.allows_type(&d.event_type));
+    if !visible {
+        return Err(ApiError::NotFound);
+    }
+    scope.writable()?;
     if !deliveries::reopen(&client, tenant, id).await? {
         return Err(ApiError::NotFound);
     }
@@ -95,7 +104,12 @@ async fn recover_webhook(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<RecoverInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    if !scope.allows_webhook(id) {
+        return Err(ApiError::NotFound);
+    }
+    scope.manages(Some(id))?;
+    let tenant = scope.tenant;
     if let Some(until) = input.until
         && until <= input.since
     {

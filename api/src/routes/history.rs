@@ -120,7 +120,7 @@ async fn list_events(
     caller: Caller,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
     let (limit, cursor) = common(
         q.event_type.as_deref(),
         q.since,
@@ -128,15 +128,20 @@ async fn list_events(
         q.limit,
         q.cursor.as_deref(),
     )?;
+    let types = scope.types();
     let filter = Filter {
         event_type: q.event_type.as_deref(),
         since: q.since,
         until: q.until,
+        webhook_ids: scope.webhooks(),
+        types: types
+            .as_ref()
+            .map(|t| (t.exact.as_slice(), t.prefixes.as_slice())),
         ..Filter::default()
     };
     let client = state.pool.get().await?;
     let (data, next) =
-        history::list_events(&client, tenant, &filter, cursor.as_ref(), limit).await?;
+        history::list_events(&client, scope.tenant, &filter, cursor.as_ref(), limit).await?;
     Ok(axum::Json(EventList {
         data,
         next_cursor: next.map(|c| c.encode()),
@@ -152,13 +157,23 @@ async fn get_event(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    let tenant = scope.tenant;
     let id = EventId::parse(&id).map_err(|_| ApiError::NotFound)?;
     let client = state.pool.get().await?;
     let event = history::get_event(&client, tenant, id.as_str())
         .await?
+        .filter(|e| scope.allows_type(&e.event_type))
         .ok_or(ApiError::NotFound)?;
-    let deliveries = history::deliveries_of_event(&client, tenant, id.as_str()).await?;
+    let deliveries: Vec<_> = history::deliveries_of_event(&client, tenant, id.as_str())
+        .await?
+        .into_iter()
+        .filter(|d| scope.allows_webhook(d.webhook_id))
+        .collect();
+    // A session narrowed to some webhooks sees the events sent to them.
+    if scope.webhooks().is_some() && deliveries.is_empty() {
+        return Err(ApiError::NotFound);
+    }
     Ok(axum::Json(EventDetail { event, deliveries }))
 }
 
@@ -169,7 +184,7 @@ async fn list_deliveries(
     caller: Caller,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
     let (limit, cursor) = common(
         q.event_type.as_deref(),
         q.since,
@@ -185,16 +200,21 @@ async fn list_deliveries(
             "must be pending, retrying, success or failed",
         ));
     }
+    let types = scope.types();
     let filter = Filter {
         event_type: q.event_type.as_deref(),
         since: q.since,
         until: q.until,
         webhook_id: q.webhook_id,
         status: q.status.as_deref(),
+        webhook_ids: scope.webhooks(),
+        types: types
+            .as_ref()
+            .map(|t| (t.exact.as_slice(), t.prefixes.as_slice())),
     };
     let client = state.pool.get().await?;
     let (data, next) =
-        history::list_deliveries(&client, tenant, &filter, cursor.as_ref(), limit).await?;
+        history::list_deliveries(&client, scope.tenant, &filter, cursor.as_ref(), limit).await?;
     Ok(axum::Json(DeliveryList {
         data,
         next_cursor: next.map(|c| c.encode()),
@@ -209,10 +229,11 @@ async fn get_delivery(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
     let client = state.pool.get().await?;
-    let delivery = history::get_delivery(&client, tenant, id)
+    let delivery = history::get_delivery(&client, scope.tenant, id)
         .await?
+        .filter(|d| scope.allows_webhook(d.webhook_id) && scope.allows_type(&d.event_type))
         .ok_or(ApiError::NotFound)?;
     let attempts = history::attempts(&client, id).await?;
     Ok(axum::Json(DeliveryDetail { delivery, attempts }))

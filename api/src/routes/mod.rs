@@ -3,6 +3,8 @@
 mod deliveries;
 mod events;
 mod history;
+mod overview;
+mod portal;
 mod tenants;
 mod webhooks;
 
@@ -32,6 +34,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
         (name = "webhooks", description = "Endpoints and what they subscribe to"),
         (name = "events", description = "Ingest and event history"),
         (name = "deliveries", description = "Delivery history, retries and recovery"),
+        (name = "portal", description = "Customer portal sessions"),
         (name = "operations", description = "Health, readiness, metrics and this document")
     )
 )]
@@ -58,6 +61,8 @@ pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
         .merge(tenants::router())
         .merge(deliveries::router())
         .merge(history::router())
+        .merge(portal::router())
+        .merge(overview::router())
         .merge(webhooks::router())
         .merge(events::router(max_event))
         .routes(routes!(healthz))

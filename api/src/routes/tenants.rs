@@ -215,6 +215,7 @@ async fn list_tokens(
         Caller::Admin => q.tenant_id.ok_or_else(|| {
             ApiError::invalid("tenant_id", "the admin token must name a tenant_id")
         })?,
+        portal @ Caller::Portal(_) => portal.tenant()?,
     };
     let client = state.pool.get().await?;
     let data = tenants::list_tokens(&client, tenant_id).await?;
@@ -236,6 +237,7 @@ async fn delete_token(
     let tenant = match caller {
         Caller::Tenant(tenant) => Some(tenant),
         Caller::Admin => None,
+        portal @ Caller::Portal(_) => Some(portal.tenant()?),
     };
     if tenants::delete_token(&client, tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)

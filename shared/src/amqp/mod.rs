@@ -405,7 +405,7 @@ struct PublisherInner {
     url: SecretString,
     name: String,
     /// The live connection and its confirmed channel; `None` after a failure.
-    current: Mutex<Option<(Connection, Channel)>>,
+    current: Mutex<Option<(Arc<Connection>, Channel)>>,
     /// Held while connecting so that a burst of requests opens one
     /// connection, not one each.
     connecting: tokio::sync::Mutex<()>,
@@ -473,7 +473,7 @@ impl Publisher {
         match connected {
             Ok((conn, ch)) => {
                 *failed_at = None;
-                *self.lock() = Some((conn, ch.clone()));
+                *self.lock() = Some((Arc::new(conn), ch.clone()));
                 Ok(ch)
             }
             Err(e) => {
@@ -481,6 +481,44 @@ impl Publisher {
                 Err(e)
             }
         }
+    }
+
+    /// Messages ready in each of `queues` (`None` for one that does not
+    /// exist), asked on a channel of its own so that a missing queue, which
+    /// makes the broker close the channel, cannot close the publishing one.
+    ///
+    /// # Errors
+    /// The broker cannot be reached.
+    pub async fn queue_depths(&self, queues: &[String]) -> Result<Vec<Option<u32>>, AmqpError> {
+        self.channel().await?;
+        let conn = self
+            .lock()
+            .as_ref()
+            .map(|(conn, _)| Arc::clone(conn))
+            .ok_or(AmqpError::NotConnected)?;
+        let mut out = Vec::with_capacity(queues.len());
+        let mut ch = conn.create_channel().await?;
+        for q in queues {
+            let declared = ch
+                .queue_declare(
+                    q.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..lapin::options::QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match declared {
+                Ok(queue) => out.push(Some(queue.message_count())),
+                Err(_) => {
+                    out.push(None);
+                    ch = conn.create_channel().await?;
+                }
+            }
+        }
+        let _ = ch.close(200, "done".into()).await;
+        Ok(out)
     }
 
     /// True while the channel is open.
@@ -558,7 +596,7 @@ impl Publisher {
         self.lock().take();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Connection, Channel)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<Connection>, Channel)>> {
         // A poisoned lock only means another thread panicked mid-swap; the
         // Option inside is still a valid value.
         self.inner

@@ -54,6 +54,31 @@ pub struct Filter<'a> {
     pub until: Option<DateTime<Utc>>,
     pub webhook_id: Option<Uuid>,
     pub status: Option<&'a str>,
+    /// Only these webhooks (a portal session's); `None`: all.
+    pub webhook_ids: Option<&'a [Uuid]>,
+    /// Only these event types, exactly or by prefix (a portal session's);
+    /// `None`: all.
+    pub types: Option<(&'a [String], &'a [String])>,
+}
+
+impl Filter<'_> {
+    fn exact_types(&self) -> Option<&[String]> {
+        self.types.map(|(exact, _)| exact)
+    }
+
+    fn type_prefixes(&self) -> &[String] {
+        self.types.map_or(&[], |(_, prefixes)| prefixes)
+    }
+}
+
+/// The event-type narrowing of a portal session, on a table with an
+/// `event_type` column, as parameters `$a` (exact, NULL: none) and `$b`
+/// (prefixes).
+fn types_clause(a: usize, b: usize) -> String {
+    format!(
+        "(${a}::text[] IS NULL OR event_type = ANY(${a})
+          OR EXISTS (SELECT 1 FROM unnest(${b}::text[]) p WHERE starts_with(event_type, p)))"
+    )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -104,8 +129,14 @@ pub async fn list_events(
            AND ($3::timestamptz IS NULL OR received_at >= $3)
            AND ($4::timestamptz IS NULL OR received_at < $4)
            AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6))
+           AND ($8::uuid[] IS NULL OR EXISTS (
+                SELECT 1 FROM deliveries d
+                WHERE d.tenant_id = events.tenant_id AND d.event_id = events.id
+                  AND d.webhook_id = ANY($8)))
+           AND {}
          ORDER BY received_at DESC, id DESC
-         LIMIT $7"
+         LIMIT $7",
+        types_clause(9, 10)
     );
     let rows = client
         .query(
@@ -118,6 +149,9 @@ pub async fn list_events(
                 &after.map(|c| c.at),
                 &after.map(|c| c.id.as_str()).unwrap_or_default(),
                 &(limit + 1),
+                &f.webhook_ids,
+                &f.exact_types(),
+                &f.type_prefixes(),
             ],
         )
         .await?;
@@ -197,8 +231,11 @@ pub async fn list_deliveries(
            AND ($5::uuid IS NULL OR webhook_id = $5)
            AND ($6::text IS NULL OR status = $6)
            AND ($7::timestamptz IS NULL OR (created_at, id) < ($7, $8))
+           AND ($10::uuid[] IS NULL OR webhook_id = ANY($10))
+           AND {}
          ORDER BY created_at DESC, id DESC
-         LIMIT $9"
+         LIMIT $9",
+        types_clause(11, 12)
     );
     let rows = client
         .query(
@@ -213,6 +250,9 @@ pub async fn list_deliveries(
                 &after.map(|c| c.at),
                 &after_id,
                 &(limit + 1),
+                &f.webhook_ids,
+                &f.exact_types(),
+                &f.type_prefixes(),
             ],
         )
         .await?;

@@ -6,6 +6,8 @@ pub mod config_version;
 pub mod deliveries;
 pub mod heartbeats;
 pub mod history;
+pub mod overview;
+pub mod portal;
 pub mod retention;
 pub mod stats;
 pub mod tenants;

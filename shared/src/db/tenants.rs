@@ -118,6 +118,8 @@ pub async fn mark_deleted(
     };
     tx.execute("DELETE FROM api_tokens WHERE tenant_id = $1", &[&id])
         .await?;
+    tx.execute("DELETE FROM portal_sessions WHERE tenant_id = $1", &[&id])
+        .await?;
     tx.execute(
         "UPDATE webhooks SET is_active = false, disabled_reason = 'the tenant is being deleted'
          WHERE tenant_id = $1 AND is_active",

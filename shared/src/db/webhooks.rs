@@ -353,27 +353,32 @@ pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> DbResult<Option
     Ok(row.as_ref().map(Webhook::from_row))
 }
 
-/// A page of the tenant's webhooks, oldest first, and the total count.
+/// A page of the tenant's webhooks (`only` these, when given), oldest
+/// first, and the total count.
 ///
 /// # Errors
 /// A database error.
 pub async fn list(
     client: &impl GenericClient,
     tenant_id: Uuid,
+    only: Option<&[Uuid]>,
     page: i64,
     per_page: i64,
 ) -> DbResult<(Vec<Webhook>, i64)> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND ($4::uuid[] IS NULL OR id = ANY($4))
          ORDER BY created_at, id LIMIT $2 OFFSET $3"
     );
     let rows = client
-        .query(&sql, &[&tenant_id, &per_page, &((page - 1) * per_page)])
+        .query(
+            &sql,
+            &[&tenant_id, &per_page, &((page - 1) * per_page), &only],
+        )
         .await?;
     let total: i64 = client
         .query_one(
-            "SELECT count(*) FROM webhooks WHERE tenant_id = $1",
-            &[&tenant_id],
+            "SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2))",
+            &[&tenant_id, &only],
         )
         .await?
         .get(0);

@@ -101,6 +101,9 @@ pub struct ApiSettings {
     /// the customer portal); empty: none may.
     #[serde(default)]
     pub portal_frame_ancestors: String,
+    /// How long a portal session lasts unless its creator says otherwise.
+    #[serde(deserialize_with = "duration::seconds")]
+    pub portal_session_ttl_seconds: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@ mod isolation;
 mod openapi;
 mod operations;
 mod pipeline;
+mod portal;
 mod resilience;
 mod retries;
 mod rotation;

@@ -36,7 +36,7 @@ pub(super) async fn rotate_secret(
     ApiPath(id): ApiPath<Uuid>,
     OptionalJson(input): OptionalJson<RotateInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let tenant = super::managed(caller, id)?;
     let secret = match input.secret {
         Some(s) => WebhookSecret::parse(s.trim()).map_err(|e| ApiError::invalid("secret", e))?,
         None => WebhookSecret::generate(),
@@ -78,7 +78,7 @@ pub(super) async fn rotate_signing_key(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let tenant = super::managed(caller, id)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     let webhook = webhooks::get(&tx, tenant, id, true)

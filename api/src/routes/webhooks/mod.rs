@@ -48,6 +48,17 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::webhook_stats))
 }
 
+/// The tenant, for a change to webhook `id` this caller may make (a
+/// webhook outside a portal session's slice is not found).
+fn managed(caller: Caller, id: Uuid) -> ApiResult<Uuid> {
+    let scope = caller.scope()?;
+    if !scope.allows_webhook(id) {
+        return Err(ApiError::NotFound);
+    }
+    scope.manages(Some(id))?;
+    Ok(scope.tenant)
+}
+
 fn conflict(e: DbError) -> ApiError {
     match e {
         DbError::Conflict { .. } => {
@@ -66,7 +77,9 @@ async fn create_webhook(
     caller: Caller,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    scope.manages(None)?;
+    let tenant = scope.tenant;
     let (fields, secret) = merge(&state, input, None)?;
     let client = state.pool.get().await?;
     let webhook = webhooks::create(&client, tenant, &fields)
@@ -92,7 +105,7 @@ async fn list_webhooks(
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(20);
     let mut p = Problems::default();
@@ -100,7 +113,8 @@ async fn list_webhooks(
     p.range("per_page", per_page, 1, 100);
     p.finish()?;
     let client = state.pool.get().await?;
-    let (rows, total) = webhooks::list(&client, tenant, page, per_page).await?;
+    let (rows, total) =
+        webhooks::list(&client, scope.tenant, scope.webhooks(), page, per_page).await?;
     let data: Vec<WebhookOut> = rows.into_iter().map(WebhookOut::from).collect();
     Ok(axum::Json(WebhookPage {
         data,
@@ -118,9 +132,12 @@ async fn get_webhook(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    if !scope.allows_webhook(id) {
+        return Err(ApiError::NotFound);
+    }
     let client = state.pool.get().await?;
-    let webhook = webhooks::get(&client, tenant, id, false)
+    let webhook = webhooks::get(&client, scope.tenant, id, false)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(axum::Json(WebhookOut::from(webhook)))
@@ -136,7 +153,7 @@ async fn patch_webhook(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let tenant = managed(caller, id)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     let current = webhooks::get(&tx, tenant, id, true)
@@ -158,7 +175,7 @@ async fn delete_webhook(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let tenant = managed(caller, id)?;
     let client = state.pool.get().await?;
     if webhooks::delete(&client, tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -108,7 +108,11 @@ pub(super) async fn webhook_stats(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    let scope = caller.scope()?;
+    if !scope.allows_webhook(id) {
+        return Err(ApiError::NotFound);
+    }
+    let tenant = scope.tenant;
     let period = q.period.unwrap_or_default();
     let (width, count) = period.buckets();
     let client = state.pool.get().await?;

@@ -29,7 +29,13 @@ pub(super) async fn test_webhook(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let tenant = caller.tenant()?;
+    // A test call sends a request: not for read-only sessions.
+    let scope = caller.scope()?;
+    if !scope.allows_webhook(id) {
+        return Err(ApiError::NotFound);
+    }
+    scope.writable()?;
+    let tenant = scope.tenant;
     // The call waits on the tenant's endpoint: a few at a time per tenant.
     let _slot = state
         .test_slots
