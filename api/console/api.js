@@ -2,7 +2,14 @@
 // only, and travels in the Authorization header, never in a URL.
 
 const TOKEN_KEY = 'herald.token';
-const KIND_KEY = 'herald.kind'; // 'tenant' or 'admin': which pages to show
+const KIND_KEY = 'herald.kind'; // 'tenant', 'admin' or 'portal': which pages to show
+// 'expired' or 'closed': a customer portal session ended in this tab, so
+// the tab shows that rather than the token sign-in form.
+const ENDED_KEY = 'herald.portal-ended';
+
+// What the portal session reaches (GET /v1/portal-sessions/current), once
+// asked; kept for the page only.
+let portalScope = null;
 
 export const session = {
   token: () => sessionStorage.getItem(TOKEN_KEY),
@@ -10,13 +17,40 @@ export const session = {
   signIn(token) {
     sessionStorage.setItem(TOKEN_KEY, token);
     sessionStorage.removeItem(KIND_KEY);
+    sessionStorage.removeItem(ENDED_KEY);
+    portalScope = null;
   },
   setKind: (kind) => sessionStorage.setItem(KIND_KEY, kind),
   signOut() {
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(KIND_KEY);
+    portalScope = null;
   },
+  portalScope: () => portalScope,
+  setPortalScope(scope) {
+    portalScope = scope;
+  },
+  // How a portal session ended in this tab (null: it did not).
+  portalEnded: () => sessionStorage.getItem(ENDED_KEY),
+  endPortal(how) {
+    this.signOut();
+    sessionStorage.setItem(ENDED_KEY, how);
+  },
+  forgetPortalEnd: () => sessionStorage.removeItem(ENDED_KEY),
 };
+
+// Whether this session may do `what`, to hide what it may not (the API
+// refuses it anyway): 'write' is test calls and retries, 'manage' is
+// creating and changing webhooks and recovering failures. A tenant token
+// may do both; a read-only portal session neither; a portal session
+// narrowed to some webhooks or event types only 'write'.
+export function may(what) {
+  if (session.kind() !== 'portal') return true;
+  const scope = portalScope;
+  if (!scope || scope.read_only) return false;
+  if (what === 'write') return true;
+  return !Array.isArray(scope.webhook_ids) && !Array.isArray(scope.event_types);
+}
 
 // An error answer (application/problem+json) or a failed request.
 export class ApiError extends Error {

@@ -1,7 +1,7 @@
 // Deliveries: the filtered list (cursor paging), recovering failures, and
 // one delivery with its attempts and a retry.
 
-import { get, post, url, path, allWebhooks } from '../api.js';
+import { get, post, url, path, allWebhooks, may } from '../api.js';
 import {
   h, replace, link, hashPath, hashWithQuery, navigate, loading, note, clearError, showError,
   showProblem, clearFieldErrors, showFieldErrors, timeAgo, timeAbsolute, localToIso, isoToLocal,
@@ -120,7 +120,7 @@ export async function list(view, { query }) {
   if (hooks.status === 'fulfilled') {
     replace(webhookSelect, webhookOptions(webhooks, filters.webhook_id, 'All webhooks'));
     webhookSelect.value = filters.webhook_id;
-    if (webhooks.length) recoverSlot.append(recoverPanel(webhooks, filters));
+    if (webhooks.length && may('manage')) recoverSlot.append(recoverPanel(webhooks, filters));
   }
   if (answer.status === 'rejected') {
     const err = answer.reason;
@@ -303,7 +303,7 @@ export async function detail(view, { id }) {
   });
 
   replace(body,
-    h('div', { class: 'actions toolbar' }, retry,
+    h('div', { class: 'actions toolbar' }, may('write') && retry,
       h('a', { href: hashPath('events', d.event_id), id: 'delivery-event', class: 'button button-secondary' }, 'View the event')),
     status, summarySlot,
     h('h2', {}, 'Attempts'), attemptsSlot);

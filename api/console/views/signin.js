@@ -1,11 +1,23 @@
-// Sign-in: a tenant or admin API token, kept in sessionStorage only.
+// Sign-in: a tenant or admin API token (or a portal session's), kept in
+// sessionStorage only.
 
 import { session, get, url } from '../api.js';
 import { h, showError, clearError } from '../dom.js';
 
-// Which kind of token this is: 'tenant', 'admin', or null (refused).
-// Throws the API's error when it could not tell (unavailable, network).
+// Which kind of token this is: 'tenant', 'admin', 'portal', or null
+// (refused). Throws the API's error when it could not tell (unavailable,
+// network).
 async function probe() {
+  if (session.token().startsWith('hrlp_')) {
+    // A customer portal session pasted here rather than opened as a link.
+    try {
+      await get('/v1/portal-sessions/current', { quiet401: true });
+      return 'portal';
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) return null;
+      throw err;
+    }
+  }
   try {
     await get(url('/v1/webhooks', { per_page: 1 }), { quiet401: true });
     return 'tenant';

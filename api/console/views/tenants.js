@@ -1,9 +1,10 @@
 // Tenants (admin token): the list, creating one (its first token shown
-// once), deleting one, and each tenant's API tokens.
+// once), deleting one (its data removed in the background), and each
+// tenant's API tokens.
 
 import { get, post, del, url, path } from '../api.js';
 import {
-  h, replace, hashWithQuery, loading, clearError, showProblem, clearFieldErrors, showFieldErrors,
+  h, replace, hashWithQuery, loading, note, clearError, showProblem, clearFieldErrors, showFieldErrors,
   timeAgo,
 } from '../dom.js';
 import { tableWrap } from './webhooks.js';
@@ -103,7 +104,8 @@ async function tokensPanel(tenant, slot) {
     form);
 }
 
-async function loadList(body, page) {
+// The tenants; `noteSlot` takes the note after a deletion.
+async function loadList(body, page, noteSlot) {
   replace(body, loading('tenants'));
   let answer;
   try {
@@ -138,15 +140,20 @@ async function loadList(body, page) {
     });
     const remove = h('button', { type: 'button', class: 'button-danger delete-tenant' }, 'Delete');
     remove.addEventListener('click', async () => {
-      if (!window.confirm(`Delete the tenant “${t.name}” with its webhooks, events, deliveries and tokens? This cannot be undone.`)) return;
+      if (!window.confirm(`Delete the tenant “${t.name}”? Its tokens and webhooks stop at once; its webhooks, events, deliveries and tokens are then removed. This cannot be undone.`)) return;
       clearError();
       remove.disabled = true;
       try {
-        await del(path('tenants', t.id));
-        loadList(body, page);
+        await del(path('tenants', t.id)); // 202: the data goes in the background
+        const done = note(`Tenant ${t.name} is being deleted: its tokens and webhooks stopped, its data is removed in the background.`,
+          { id: 'tenant-deleted', tabindex: '-1' });
+        replace(noteSlot, done);
+        done.focus(); // the button goes with the row
+        loadList(body, page, noteSlot);
       } catch (err) {
         showProblem(err);
-        remove.disabled = false;
+        if (err.status === 404) loadList(body, page, noteSlot); // already gone
+        else remove.disabled = false;
       }
     });
     return [
@@ -172,6 +179,7 @@ async function loadList(body, page) {
 export async function list(view, { query }) {
   const page = Math.max(1, Number.parseInt(query.get('page'), 10) || 1);
   const createdSlot = h('div', {});
+  const noteSlot = h('div', {});
   const body = h('div', {});
   view.append(
     h('h1', { tabindex: '-1' }, 'Tenants'),
@@ -180,10 +188,11 @@ export async function list(view, { query }) {
       createForm((tenant) => {
         replace(createdSlot, tokenShownOnce('tenant-token', `Tenant ${tenant.name} created`, tenant.token));
         createdSlot.querySelector('#tenant-token-title').focus();
-        loadList(body, page);
+        loadList(body, page, noteSlot);
       }),
       createdSlot),
     h('h2', {}, 'All tenants'),
+    noteSlot,
     body);
-  await loadList(body, page);
+  await loadList(body, page, noteSlot);
 }

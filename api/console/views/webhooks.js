@@ -1,12 +1,14 @@
 // Webhooks: the list (paged), the create page, and one webhook's page with
-// its actions (test, rotate secret, enable/disable, delete) and edit form.
+// its statistics, actions (test, rotate secret, enable/disable, delete) and
+// edit form; a portal session sees only the actions it may take.
 
-import { get, post, patch, del, url, path } from '../api.js';
+import { get, post, patch, del, url, path, may } from '../api.js';
 import {
   h, replace, link, hashPath, hashWithQuery, loading, note, clearError, showProblem,
   timeAgo, timeAbsolute,
 } from '../dom.js';
 import { webhookForm } from './webhook-form.js';
+import { statsSection } from './stats.js';
 
 const PER_PAGE = 20;
 
@@ -28,7 +30,7 @@ export async function list(view, { query }) {
   const page = Math.max(1, Number.parseInt(query.get('page'), 10) || 1);
   view.append(h('div', { class: 'page-head' },
     h('h1', { tabindex: '-1' }, 'Webhooks'),
-    h('a', { href: '#/webhooks/new', id: 'new-webhook', class: 'button' }, 'New webhook')));
+    may('manage') && h('a', { href: '#/webhooks/new', id: 'new-webhook', class: 'button' }, 'New webhook')));
   const body = h('div', {}, loading('webhooks'));
   view.append(body);
 
@@ -43,7 +45,9 @@ export async function list(view, { query }) {
   if (answer.data.length === 0) {
     replace(body, answer.total > 0
       ? h('p', { class: 'empty' }, 'No webhooks on this page. ', h('a', { href: '#/webhooks' }, 'Go to the first page'), '.')
-      : h('p', { class: 'empty', id: 'webhooks-empty' }, 'No webhooks yet — create one to start receiving events.'));
+      : h('p', { class: 'empty', id: 'webhooks-empty' }, may('manage')
+        ? 'No webhooks yet — create one to start receiving events.'
+        : 'No webhooks here yet.'));
     return;
   }
 
@@ -69,22 +73,27 @@ export async function list(view, { query }) {
   replace(body, tableWrap('Webhooks', table), pager);
 }
 
-// A secret shown once, with a copy button where the browser allows it.
-export function secretPanel(title, secret, ...text) {
-  const code = h('code', { id: 'secret', class: 'secret' }, secret);
-  const copy = navigator.clipboard && h('button', {
-    type: 'button', class: 'button-secondary',
+// A button that copies `text`, where the browser allows it (else null).
+export function copyButton(text, attrs = {}) {
+  return navigator.clipboard ? h('button', {
+    type: 'button', class: 'button-secondary', ...attrs,
     on: {
       click: async (event) => {
         try {
-          await navigator.clipboard.writeText(secret);
+          await navigator.clipboard.writeText(text);
           event.target.textContent = 'Copied';
         } catch {
           event.target.textContent = 'Copy failed: select the text';
         }
       },
     },
-  }, 'Copy');
+  }, 'Copy') : null;
+}
+
+// A secret shown once, with a copy button where the browser allows it.
+export function secretPanel(title, secret, ...text) {
+  const code = h('code', { id: 'secret', class: 'secret' }, secret);
+  const copy = copyButton(secret);
   return h('section', { class: 'card secret-card', 'aria-labelledby': 'secret-title' },
     h('h2', { id: 'secret-title', tabindex: '-1' }, title),
     h('p', { class: 'secret-line' }, code, ' ', copy),
@@ -92,8 +101,13 @@ export function secretPanel(title, secret, ...text) {
 }
 
 export function create(view) {
-  view.append(h('h1', { tabindex: '-1' }, 'New webhook'),
-    h('p', {}, 'Herald sends each matching event to this URL, signed, and retries it when the endpoint fails.'));
+  view.append(h('h1', { tabindex: '-1' }, 'New webhook'));
+  if (!may('manage')) {
+    view.append(h('p', { class: 'empty', id: 'cannot-create' }, 'This portal session cannot create webhooks. ',
+      h('a', { href: '#/webhooks' }, 'Back to the webhooks'), '.'));
+    return;
+  }
+  view.append(h('p', {}, 'Herald sends each matching event to this URL, signed, and retries it when the endpoint fails.'));
   const slot = h('div', {});
   view.append(slot);
   slot.append(webhookForm({
@@ -173,6 +187,7 @@ export async function detail(view, { id }) {
     return;
   }
 
+  const manage = may('manage');
   const status = note('', { id: 'action-status' });
   const testSlot = h('div', { id: 'test-result', 'aria-live': 'polite' });
   const secretSlot = h('div', {});
@@ -190,6 +205,7 @@ export async function detail(view, { id }) {
   // ... and the edit form, filled anew.
   const show = (next) => {
     showSummary(next);
+    if (!manage) return;
     replace(formSlot, webhookForm({
       webhook: w,
       onSaved(saved) {
@@ -254,9 +270,12 @@ export async function detail(view, { id }) {
   formSlot.addEventListener('submit', () => { status.textContent = ''; });
   replace(body,
     h('div', { class: 'actions toolbar' },
-      sendTest, rotate, toggle, remove,
+      may('write') && sendTest, manage && [rotate, toggle, remove],
       h('a', { href: hashWithQuery('deliveries', { webhook_id: w.id }), id: 'webhook-deliveries', class: 'button button-secondary' }, 'Deliveries')),
-    status, testSlot, secretSlot, summarySlot,
-    h('section', { 'aria-labelledby': 'edit-title' }, h('h2', { id: 'edit-title' }, 'Edit'), formSlot));
+    status, testSlot, secretSlot,
+    statsSection(w.id),
+    h('h2', {}, 'Settings'),
+    summarySlot,
+    manage && h('section', { 'aria-labelledby': 'edit-title' }, h('h2', { id: 'edit-title' }, 'Edit'), formSlot));
   show(w);
 }

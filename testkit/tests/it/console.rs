@@ -101,6 +101,31 @@ async fn an_engineer_creates_a_webhook_sees_deliveries_and_retries_a_failure() {
     .await;
     browser.screenshot("deliveries").await;
 
+    // The webhook's page charts it.
+    let webhook_id: String = env
+        .db()
+        .await
+        .query_one("SELECT id::text FROM webhooks", &[])
+        .await
+        .expect("the webhook")
+        .get(0);
+    until_shown(
+        &browser,
+        &base,
+        &format!("#/webhooks/{webhook_id}"),
+        "#stats-totals",
+        "1 succeeded",
+    )
+    .await;
+    let bars = browser
+        .execute(
+            "return document.querySelectorAll('#stats-chart rect.bar-succeeded').length",
+            &[],
+        )
+        .await;
+    assert_eq!(bars, json!(1), "one bucket with a success");
+    browser.screenshot("webhook").await;
+
     // The endpoint fails with HTML in its answer: shown as text, never run.
     let hostile = r#"<img src=x onerror="window.__xss=1">"#;
     receiver.respond_with_body(500, hostile);
@@ -198,10 +223,20 @@ async fn the_console_is_served_with_a_strict_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_lists_and_creates_tenants() {
-    let env = TestEnv::new().await;
-    let api = env.start_api().await;
-    api.create_tenant("first").await;
+async fn an_operator_sees_the_overview_creates_and_deletes_tenants() {
+    let env = TestEnv::with(&[("HERALD__RETENTION__PURGE_INTERVAL_SECONDS", "200ms")]).await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (doomed, doomed_token) = api.create_tenant("first").await;
+    api.create_webhook(
+        &doomed_token,
+        json!({"name": "h", "url": receiver.url("h")}),
+    )
+    .await;
+    let event = api
+        .send_event(&doomed_token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    env.wait_event_stored(&event).await;
     let (status, page) = api
         .call(
             Method::GET,
@@ -230,7 +265,12 @@ async fn an_operator_lists_and_creates_tenants() {
 
     let browser = Browser::start().await;
     sign_in(&browser, &api.base, ADMIN_TOKEN).await;
-    browser.wait_text("#tenants", "second", PAGE).await;
+    // The operator lands on the overview.
+    browser.wait_text("#overview-tenants", "2", PAGE).await;
+    browser.wait_for("#overview-chart").await;
+    browser.screenshot("overview").await;
+
+    until_shown(&browser, &api.base, "#/tenants", "#tenants", "second").await;
     browser
         .fill(&browser.wait_for("#tenant-name").await, "third <b>co</b>")
         .await;
@@ -247,4 +287,118 @@ async fn an_operator_lists_and_creates_tenants() {
     )
     .await;
     browser.screenshot("tenants").await;
+
+    // Deleting the first tenant from the page: its data goes.
+    let row = format!("tr[data-tenant-id='{doomed}'] .delete-tenant");
+    browser.click(&browser.wait_for(&row).await).await;
+    browser.accept_dialog().await;
+    browser
+        .wait_text("#tenant-deleted", "being deleted", PAGE)
+        .await;
+    herald_testkit::wait_until(PAGE, "the tenant's data removed", || async {
+        let left = env
+            .count(&format!(
+                "SELECT (SELECT count(*) FROM tenants WHERE id = '{doomed}')
+                      + (SELECT count(*) FROM webhooks WHERE tenant_id = '{doomed}')
+                      + (SELECT count(*) FROM events WHERE tenant_id = '{doomed}')
+                      + (SELECT count(*) FROM deliveries WHERE tenant_id = '{doomed}')"
+            ))
+            .await;
+        (left == 0).then_some(())
+    })
+    .await;
+    let text = browser.text(&browser.wait_for("#tenants").await).await;
+    assert!(!text.contains(&doomed), "no longer listed: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_link_shows_one_customers_slice_and_cannot_write_when_read_only() {
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    let mine = api
+        .create_webhook(
+            &token,
+            json!({"name": "customer-one", "url": receiver.url("one")}),
+        )
+        .await;
+    api.create_webhook(
+        &token,
+        json!({"name": "customer-two", "url": receiver.url("two")}),
+    )
+    .await;
+    api.create_webhook(
+        &other,
+        json!({"name": "elsewhere", "url": receiver.url("x")}),
+    )
+    .await;
+    api.send_event(
+        &token,
+        json!({"event_type": "order.paid", "data": {"n": 1}}),
+    )
+    .await;
+    herald_testkit::wait_until(PAGE, "both deliveries", || async {
+        (receiver.requests().len() == 2).then_some(())
+    })
+    .await;
+    let (status, session) = api
+        .call(
+            Method::POST,
+            "/v1/portal-sessions",
+            Some(&token),
+            Some(&json!({"webhook_ids": [mine["id"]], "read_only": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let portal_token = session["token"].as_str().expect("token");
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!(
+            "{}{}",
+            api.base,
+            session["url"].as_str().expect("url")
+        ))
+        .await;
+    browser.wait_text("#portal-badge", "read-only", PAGE).await;
+    // The token left the address bar at once.
+    let address = browser.url().await;
+    assert!(!address.contains(portal_token), "{address}");
+    assert!(address.ends_with("/console/#/webhooks"), "{address}");
+    let list = browser.wait_text("#webhooks", "customer-one", PAGE).await;
+    assert!(
+        !list.contains("customer-two") && !list.contains("elsewhere"),
+        "{list}"
+    );
+    assert!(browser.find("#new-webhook").await.is_none());
+    assert!(browser.find("#nav-tenants").await.is_none());
+    until_shown(
+        &browser,
+        &api.base,
+        "#/deliveries",
+        "#deliveries tr[data-delivery-id] .status",
+        "success",
+    )
+    .await;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('#deliveries tr[data-delivery-id]').length",
+            &[],
+        )
+        .await;
+    assert_eq!(rows, json!(1), "only its webhook's delivery");
+    browser.screenshot("portal").await;
+    // Whatever the page hides, the server refuses a write with this token.
+    let status = browser
+        .execute(
+            "return fetch('/v1/webhooks', {method: 'POST', headers: {
+                 authorization: 'Bearer ' + sessionStorage.getItem('herald.token'),
+                 'content-type': 'application/json'},
+               body: JSON.stringify({name: 'x', url: 'http://127.0.0.1:9/'})}).then(r => r.status)",
+            &[],
+        )
+        .await;
+    assert_eq!(status, json!(403));
 }

@@ -272,6 +272,15 @@ async fn a_portal_session_reaches_its_slice_and_nothing_more() {
         .call(Method::GET, "/v1/events", Some(&typed), None)
         .await;
     assert_eq!(ids(&events, "id"), std::slice::from_ref(&user_event));
+    let (stats_status, _) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{all_id}/stats"),
+            Some(&typed),
+            None,
+        )
+        .await;
+    assert_eq!(stats_status, 403, "counts of every type are not for it");
     assert_eq!(
         status(
             &api,

@@ -112,6 +112,12 @@ pub(super) async fn webhook_stats(
     if !scope.allows_webhook(id) {
         return Err(ApiError::NotFound);
     }
+    // The counts cover every event type the webhook gets.
+    if scope.types().is_some() {
+        return Err(ApiError::Forbidden(
+            "statistics count every event type; this portal session is narrowed to some",
+        ));
+    }
     let tenant = scope.tenant;
     let period = q.period.unwrap_or_default();
     let (width, count) = period.buckets();
