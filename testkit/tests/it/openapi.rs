@@ -18,6 +18,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/portal-sessions/{id}"),
     ("get", "/v1/overview"),
     ("get", "/v1/webhooks/{id}/stats"),
+    ("post", "/v1/webhooks/preview"),
     ("post", "/v1/tenants/{id}/tokens"),
     ("get", "/v1/tokens"),
     ("delete", "/v1/tokens/{id}"),

@@ -228,3 +228,65 @@ async fn webhook_stats_count_attempts_by_outcome_with_latency_percentiles() {
     let (status, _) = api.call(Method::GET, &path, Some(&other), None).await;
     assert_eq!(status, 404, "another tenant's webhook");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_renders_a_format_or_template_on_a_sample_event() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/v1/webhooks/preview",
+            Some(&token),
+            Some(&json!({
+                "format": "custom",
+                "template": "{\"kind\": {{ type | tojson }}, \"amount\": {{ data.amount }}}",
+                "event_type": "invoice.paid",
+                "data": {"amount": 12}
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["content_type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(p["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body, json!({"kind": "invoice.paid", "amount": 12}));
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/v1/webhooks/preview",
+            Some(&token),
+            Some(&json!({"format": "json"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert!(p["body"].as_str().unwrap().contains("order.created"));
+    // A template that does not parse, or renders invalid JSON for a JSON
+    // type, is named; a template on another format too.
+    for (body, field) in [
+        (
+            json!({"format": "custom", "template": "{% if %}"}),
+            "template",
+        ),
+        (
+            json!({"format": "custom", "template": "not json"}),
+            "template",
+        ),
+        (json!({"format": "json", "template": "x"}), "template"),
+        (
+            json!({"format": "json", "event_type": "bad type"}),
+            "event_type",
+        ),
+    ] {
+        let (status, p) = api
+            .call(
+                Method::POST,
+                "/v1/webhooks/preview",
+                Some(&token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}: {p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+}

@@ -480,7 +480,7 @@ fn policy(
 
 /// The template and content type of a `custom` webhook, checked by
 /// rendering a sample event; `None` for the other formats.
-fn custom_body(
+pub(super) fn custom_body(
     format: Format,
     template: Option<String>,
     content_type: Option<String>,

@@ -8,6 +8,7 @@
 mod input;
 mod keys;
 mod output;
+mod preview;
 mod stats;
 mod test_call;
 
@@ -46,6 +47,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::rotate_signing_key))
         .routes(routes!(test_call::test_webhook))
         .routes(routes!(stats::webhook_stats))
+        .routes(routes!(preview::preview))
 }
 
 /// The tenant, for a change to webhook `id` this caller may make (a
