@@ -91,15 +91,45 @@ export function loading(what) {
   return h('p', { class: 'loading', role: 'status' }, `Loading ${what}…`);
 }
 
+// ---- Form fields ----
+
+// A labelled control with optional help text (`help`: text, or nodes).
+export function field(id, label, control, help) {
+  if (help) control.setAttribute('aria-describedby', `${id}-help`);
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    help && h('p', { class: 'help', id: `${id}-help` }, help));
+}
+
+// A checkbox with its label on the right and optional help text below.
+export function checkField(id, label, checked, help) {
+  const box = h('input', { id, name: id, type: 'checkbox', checked: Boolean(checked) });
+  if (help) box.setAttribute('aria-describedby', `${id}-help`);
+  return h('div', { class: 'field field-check' },
+    box,
+    h('label', { for: id }, label),
+    help && h('p', { class: 'help', id: `${id}-help` }, help));
+}
+
 // ---- Field errors (422) ----
 
-// Removes the field errors a previous submission left in `form`.
-export function clearFieldErrors(form) {
-  for (const el of form.querySelectorAll('.field-error')) el.remove();
-  for (const el of form.querySelectorAll('[aria-invalid]')) {
-    el.removeAttribute('aria-invalid');
-    el.removeAttribute('aria-describedby');
+// Removes the field errors a previous submission left in `form`, or only
+// those of the inputs whose ids are in `ids`. Each input keeps its own
+// aria-describedby (its help text); only the errors' ids leave it.
+export function clearFieldErrors(form, ids = null) {
+  for (const div of form.querySelectorAll('.field-error')) {
+    const id = div.dataset.input;
+    if (ids && !ids.includes(id)) continue;
+    div.remove();
+    const input = id ? form.querySelector(`#${CSS.escape(id)}`) : null;
+    if (!input) continue;
+    input.removeAttribute('aria-invalid');
+    const rest = (input.getAttribute('aria-describedby') || '').split(/\s+/).filter((t) => t && t !== div.id);
+    if (rest.length) input.setAttribute('aria-describedby', rest.join(' '));
+    else input.removeAttribute('aria-describedby');
   }
+  if (!ids) for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
 }
 
 // Puts each `{field, detail}` right after the input `inputFor(field)` names
@@ -116,7 +146,7 @@ export function showFieldErrors(form, errors, inputFor) {
     }
     const errorId = `${id}-error-${i}`;
     const text = err.field === input.name ? err.detail : `${err.field}: ${err.detail}`;
-    const div = h('div', { class: 'field-error', id: errorId, dataset: { field: err.field } }, text);
+    const div = h('div', { class: 'field-error', id: errorId, dataset: { field: err.field, input: id } }, text);
     // After the input and after any error already placed for it.
     let anchor = input;
     while (anchor.nextElementSibling?.classList.contains('field-error')) anchor = anchor.nextElementSibling;

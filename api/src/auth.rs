@@ -97,6 +97,17 @@ impl Caller {
         }
     }
 
+    /// The scope, for a call on webhook `id`: a webhook outside a portal
+    /// session's slice is not found.
+    pub fn scope_on(self, webhook: Uuid) -> Result<Scope, ApiError> {
+        let scope = self.scope()?;
+        if scope.allows_webhook(webhook) {
+            Ok(scope)
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
     pub fn require_admin(self) -> Result<(), ApiError> {
         match self {
             Self::Admin => Ok(()),
@@ -149,6 +160,11 @@ impl Scope {
             }
         }
         Some(f)
+    }
+
+    /// Whether a delivery (to `webhook`, of `event_type`) is in the scope.
+    pub fn allows_delivery(&self, webhook: Uuid, event_type: &str) -> bool {
+        self.allows_webhook(webhook) && self.allows_type(event_type)
     }
 
     pub fn allows_type(&self, event_type: &str) -> bool {

@@ -3,7 +3,11 @@
 // native form post, and the form has `novalidate` so the API's checks speak.
 
 import { post, patch, path } from '../api.js';
-import { h, note, clearError, showError, showProblem, clearFieldErrors, showFieldErrors } from '../dom.js';
+import {
+  h, note, field, checkField, clearError, showError, showProblem, clearFieldErrors, showFieldErrors,
+} from '../dom.js';
+import { authSection, authInputFor } from './webhook-auth.js';
+import { previewSection } from './webhook-preview.js';
 
 const FORMATS = [
   ['json', 'JSON (the Herald envelope)'],
@@ -13,26 +17,25 @@ const FORMATS = [
   ['custom', 'Custom template'],
 ];
 
+// The signature schemes (the API's `signing`) and what it has by default.
+const SCHEMES = ['standard', 'simple', 'ed25519'];
+const SIGNING_DEFAULTS = { standard: true, simple: true, ed25519: false, simple_header: null };
+
 // Inputs named like the API's fields; errors on other fields go to the banner.
 const INPUTS = [
   'name', 'url', 'event_types', 'description', 'timeout_seconds', 'retry_attempts',
-  'retry_backoff_seconds', 'rate_limit', 'is_active', 'format', 'template', 'content_type', 'headers',
+  'retry_backoff_seconds', 'rate_limit', 'is_active', 'verify_ssl', 'format', 'template',
+  'content_type', 'headers',
 ];
 
 function inputFor(field) {
   if (INPUTS.includes(field)) return field;
   if (field.startsWith('event_types[')) return 'event_types';
   if (field.startsWith('headers.')) return 'headers';
+  if (field === 'signing') return 'signing-schemes';
+  if (field.startsWith('signing.')) return `signing-${field.slice('signing.'.length)}`;
+  if (field === 'auth' || field.startsWith('auth.')) return authInputFor(field);
   return null;
-}
-
-// A labelled control with optional help text.
-function field(id, label, control, help) {
-  if (help) control.setAttribute('aria-describedby', `${id}-help`);
-  return h('div', { class: 'field' },
-    h('label', { for: id }, label),
-    control,
-    help && h('p', { class: 'help', id: `${id}-help` }, help));
 }
 
 const numberInput = (id, value, min, max) =>
@@ -58,7 +61,8 @@ function parseHeaders(text) {
 }
 
 // Reads the form: `{values, problems}`; numbers left empty are null.
-function read(form, editing) {
+// `auth()`: the outbound authentication to send (webhook-auth.js).
+function read(form, editing, auth) {
   const value = (name) => form.elements.namedItem(name)?.value ?? '';
   const problems = [];
   const values = {
@@ -86,14 +90,21 @@ function read(form, editing) {
   const parsed = parseHeaders(value('headers'));
   if (parsed.error) problems.push({ field: 'headers', detail: parsed.error });
   values.headers = parsed.headers || {};
-  if (editing) values.is_active = form.elements.namedItem('is_active').checked;
+  const checked = (name) => Boolean(form.elements.namedItem(name)?.checked);
+  if (editing) values.is_active = checked('is_active');
+  values.verify_ssl = checked('verify_ssl');
+  values.signing = Object.fromEntries(SCHEMES.map((k) => [k, checked(`signing-${k}`)]));
+  values.signing.simple_header = value('signing.simple_header').trim() || null;
+  const outbound = auth();
+  values.auth = outbound.auth;
+  problems.push(...outbound.problems);
   return { values, problems };
 }
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 const sortedEntries = (o) => Object.entries(o || {}).sort(([a], [b]) => a.localeCompare(b));
 
-// The body for create: what was entered, defaults left to the API.
+// The body for create: what the form shows; blank numbers left to the API.
 function createBody(v) {
   const body = { name: v.name, url: v.url, event_types: v.event_types, format: v.format };
   if (v.description) body.description = v.description;
@@ -105,14 +116,28 @@ function createBody(v) {
     body.content_type = v.content_type;
   }
   if (Object.keys(v.headers).length) body.headers = v.headers;
+  body.verify_ssl = v.verify_ssl;
+  body.signing = Object.fromEntries(SCHEMES.map((k) => [k, v.signing[k]]));
+  if (v.signing.simple_header) body.signing.simple_header = v.signing.simple_header;
+  if (v.auth) body.auth = v.auth;
   return body;
+}
+
+// The schemes that differ from the webhook's (`simple_header` null: back
+// to the server's header); null when none does.
+function signingPatch(s, current) {
+  const was = { ...SIGNING_DEFAULTS, ...current };
+  const changed = {};
+  for (const k of SCHEMES) if (s[k] !== Boolean(was[k])) changed[k] = s[k];
+  if (s.simple_header !== (was.simple_header ?? null)) changed.simple_header = s.simple_header;
+  return Object.keys(changed).length ? changed : null;
 }
 
 // The body for PATCH: only the fields that differ from `w`.
 function patchBody(v, w) {
   const body = {};
   for (const name of ['name', 'url', 'description', 'timeout_seconds', 'retry_attempts',
-    'retry_backoff_seconds', 'is_active', 'format']) {
+    'retry_backoff_seconds', 'is_active', 'verify_ssl', 'format']) {
     if (v[name] !== w[name]) body[name] = v[name];
   }
   if (!same(v.event_types, w.event_types)) body.event_types = v.event_types;
@@ -123,7 +148,28 @@ function patchBody(v, w) {
     if (switching || v.content_type !== w.content_type) body.content_type = v.content_type;
   }
   if (!same(sortedEntries(v.headers), sortedEntries(w.headers))) body.headers = v.headers;
+  const signing = signingPatch(v.signing, w.signing);
+  if (signing) body.signing = signing;
+  if (v.auth !== undefined) body.auth = v.auth; // null: removed
   return body;
+}
+
+// The signature schemes; `s`: the webhook's `signing` (create: defaults).
+function signingFields(s) {
+  return h('fieldset', { id: 'signing-fields', class: 'subfields' },
+    h('legend', {}, 'Signing'),
+    h('fieldset', { id: 'signing-schemes', name: 'signing', class: 'check-group', tabindex: '-1' },
+      h('legend', {}, 'Schemes (at least one)'),
+      checkField('signing-standard', 'Standard Webhooks v1: HMAC-SHA256 with the secret, in webhook-signature', s.standard),
+      checkField('signing-simple', 'Simple: sha256=<hex> HMAC with the secret, in a header of its own', s.simple),
+      checkField('signing-ed25519', 'Standard Webhooks v1a: ed25519, in webhook-signature', s.ed25519,
+        'A key pair is made the first time it is switched on; receivers verify with its public key, shown on the webhook’s page.')),
+    field('signing-simple_header', 'Simple scheme header',
+      h('input', {
+        id: 'signing-simple_header', name: 'signing.simple_header', type: 'text', value: s.simple_header ?? '',
+        spellcheck: 'false', autocomplete: 'off',
+      }),
+      'Blank: the server’s default header (worker.signature_header, X-Webhook-Signature unless configured).'));
 }
 
 // Shows a failed save: field errors by their inputs, the rest in the banner.
@@ -157,6 +203,13 @@ export function webhookForm({ webhook = null, onSaved }) {
   const showCustom = () => { custom.hidden = format.value !== 'custom'; };
   format.addEventListener('change', showCustom);
   showCustom();
+  const auth = authSection(w.auth?.type ?? null, editing);
+  // The body as the form holds it now, for the preview.
+  const bodyValues = () => ({
+    format: format.value,
+    template: custom.querySelector('#template').value,
+    content_type: custom.querySelector('#content_type').value.trim() || 'application/json',
+  });
 
   const status = note('');
   const save = h('button', { type: 'submit', id: 'save-webhook' }, editing ? 'Save changes' : 'Create webhook');
@@ -172,11 +225,14 @@ export function webhookForm({ webhook = null, onSaved }) {
       field('retry_attempts', 'Retry attempts', numberInput('retry_attempts', editing ? w.retry_attempts : 5, 0, 10)),
       field('retry_backoff_seconds', 'Retry backoff (seconds)', numberInput('retry_backoff_seconds', editing ? w.retry_backoff_seconds : 60, 1, 86400)),
       field('rate_limit', 'Rate limit (per second)', numberInput('rate_limit', w.rate_limit, 1, 10000), 'Empty: no limit.')),
-    editing && h('div', { class: 'field field-check' },
-      h('input', { id: 'is_active', name: 'is_active', type: 'checkbox', checked: Boolean(w.is_active) }),
-      h('label', { for: 'is_active' }, 'Active (receives deliveries)')),
+    editing && checkField('is_active', 'Active (receives deliveries)', w.is_active),
+    checkField('verify_ssl', 'Verify the endpoint’s TLS certificate', editing ? w.verify_ssl : true,
+      'Turning it off may be refused: the server must allow it (security.allow_insecure_tls).'),
     field('format', 'Body format', format),
     custom,
+    previewSection(format, bodyValues),
+    signingFields({ ...SIGNING_DEFAULTS, ...w.signing }),
+    auth.element,
     field('headers', 'Headers', h('textarea', { id: 'headers', name: 'headers', rows: 3, spellcheck: 'false', value: headersText(w.headers) }),
       'One “Name: value” per line, sent with every delivery. Stored values show masked (****); leave them as they are to keep them.'),
     h('div', { class: 'actions' }, save),
@@ -187,7 +243,7 @@ export function webhookForm({ webhook = null, onSaved }) {
     clearError();
     clearFieldErrors(form);
     status.textContent = '';
-    const { values, problems } = read(form, editing);
+    const { values, problems } = read(form, editing, auth.read);
     if (problems.length) {
       showFieldErrors(form, problems, inputFor);
       showError('Some fields need attention — see the marked fields.');

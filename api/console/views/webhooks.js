@@ -1,6 +1,7 @@
 // Webhooks: the list (paged), the create page, and one webhook's page with
-// its statistics, actions (test, rotate secret, enable/disable, delete) and
-// edit form; a portal session sees only the actions it may take.
+// its statistics, actions (test, rotate secret or signing key,
+// enable/disable, delete) and edit form; a portal session sees only the
+// actions it may take.
 
 import { get, post, patch, del, url, path, may } from '../api.js';
 import {
@@ -8,6 +9,7 @@ import {
   timeAgo, timeAbsolute,
 } from '../dom.js';
 import { webhookForm } from './webhook-form.js';
+import { AUTH_TYPES } from './webhook-auth.js';
 import { statsSection } from './stats.js';
 
 const PER_PAGE = 20;
@@ -121,6 +123,20 @@ export function create(view) {
   }));
 }
 
+const authLabel = (type) => AUTH_TYPES.find(([value]) => value === type)?.[1] ?? type;
+
+// A new ed25519 public key: not a secret, but what every receiver needs.
+function keyPanel(answer) {
+  return h('section', { class: 'card secret-card', 'aria-labelledby': 'signing-key-title' },
+    h('h2', { id: 'signing-key-title', tabindex: '-1' }, 'New signing key'),
+    h('p', { class: 'secret-line' }, h('code', { id: 'new-public-key', class: 'secret' }, answer.public_key ?? ''), ' ',
+      copyButton(answer.public_key ?? '', { id: 'copy-new-public-key' })),
+    h('p', { class: 'warning' }, 'Give receivers this public key to verify v1a signatures.',
+      answer.previous_public_key_expires_at
+        ? [' The previous key keeps signing beside it until ', timeAbsolute(answer.previous_public_key_expires_at), '.']
+        : ''));
+}
+
 // The webhook's fields as a description list.
 function summary(w) {
   const signing = w.signing || {};
@@ -144,8 +160,12 @@ function summary(w) {
     ['Rate limit', w.rate_limit === null ? 'none' : `${w.rate_limit} per second`],
     ['TLS verification', w.verify_ssl ? 'on' : 'off'],
     ['Signing', schemes.join(', ') || '—'],
-    signing.public_key && ['Public key', h('code', {}, signing.public_key)],
-    ['Outbound auth', w.auth ? w.auth.type : 'none'],
+    signing.public_key && ['Public key (ed25519)', h('span', { class: 'secret-line' },
+      h('code', { id: 'signing-public-key', class: 'secret' }, signing.public_key), copyButton(signing.public_key, { id: 'copy-public-key' }))],
+    signing.previous_public_key && ['Previous public key', [
+      h('code', { id: 'signing-previous-public-key' }, signing.previous_public_key),
+      ' (signs beside the new key until ', timeAbsolute(signing.previous_public_key_expires_at), ')']],
+    ['Outbound auth', w.auth ? authLabel(w.auth.type) : 'none'],
     ['Headers', headerLines.length ? h('pre', { class: 'headers' }, headerLines.join('\n')) : 'none'],
     ['Deliveries', `${w.delivery_success_count} succeeded, ${w.delivery_failure_count} failed`],
     ['Last delivery', timeAgo(w.last_triggered_at, 'never')],
@@ -191,9 +211,11 @@ export async function detail(view, { id }) {
   const status = note('', { id: 'action-status' });
   const testSlot = h('div', { id: 'test-result', 'aria-live': 'polite' });
   const secretSlot = h('div', {});
+  const keySlot = h('div', {});
   const summarySlot = h('div', {});
   const formSlot = h('div', {});
   const toggle = h('button', { type: 'button', id: 'toggle-active', class: 'button-secondary' });
+  const rotateKey = h('button', { type: 'button', id: 'rotate-signing-key', class: 'button-secondary' }, 'Rotate signing key');
 
   // Shows `w`'s fields after a change.
   const showSummary = (next) => {
@@ -201,6 +223,7 @@ export async function detail(view, { id }) {
     replace(heading, w.name);
     replace(summarySlot, summary(w));
     replace(toggle, w.is_active ? 'Disable' : 'Enable');
+    rotateKey.hidden = !w.signing?.ed25519; // a key pair only with ed25519 on
   };
   // ... and the edit form, filled anew.
   const show = (next) => {
@@ -253,6 +276,15 @@ export async function detail(view, { id }) {
     secretSlot.querySelector('#secret-title').focus();
   }));
 
+  rotateKey.addEventListener('click', act(rotateKey, async () => {
+    const sure = window.confirm('Rotate the ed25519 signing key? Receivers need the new public key; the current key keeps signing beside it for a while.');
+    if (!sure) return;
+    const answer = await post(path('webhooks', w.id, 'rotate-signing-key'));
+    replace(keySlot, keyPanel(answer));
+    keySlot.querySelector('#signing-key-title').focus();
+    showSummary(await get(path('webhooks', w.id))); // the keys in the settings
+  }));
+
   toggle.addEventListener('click', act(toggle, async () => {
     const updated = await patch(path('webhooks', w.id), { is_active: !w.is_active });
     show(updated);
@@ -270,9 +302,9 @@ export async function detail(view, { id }) {
   formSlot.addEventListener('submit', () => { status.textContent = ''; });
   replace(body,
     h('div', { class: 'actions toolbar' },
-      may('write') && sendTest, manage && [rotate, toggle, remove],
+      may('write') && sendTest, manage && [rotate, rotateKey, toggle, remove],
       h('a', { href: hashWithQuery('deliveries', { webhook_id: w.id }), id: 'webhook-deliveries', class: 'button button-secondary' }, 'Deliveries')),
-    status, testSlot, secretSlot,
+    status, testSlot, secretSlot, keySlot,
     statsSection(w.id),
     h('h2', {}, 'Settings'),
     summarySlot,

@@ -61,7 +61,7 @@ async fn retry_delivery(
     // A delivery outside a portal session's slice is not found.
     let visible = history::get_delivery(&client, tenant, id)
         .await?
-        .is_some_and(|d| scope.allows_webhook(d.webhook_id) && scope.allows_type(&d.event_type));
+        .is_some_and(|d| scope.allows_delivery(d.webhook_id, &d.event_type));
     if !visible {
         return Err(ApiError::NotFound);
     }
@@ -104,10 +104,7 @@ async fn recover_webhook(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<RecoverInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = caller.scope()?;
-    if !scope.allows_webhook(id) {
-        return Err(ApiError::NotFound);
-    }
+    let scope = caller.scope_on(id)?;
     scope.manages(Some(id))?;
     let tenant = scope.tenant;
     if let Some(until) = input.until

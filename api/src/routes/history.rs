@@ -233,7 +233,7 @@ async fn get_delivery(
     let client = state.pool.get().await?;
     let delivery = history::get_delivery(&client, scope.tenant, id)
         .await?
-        .filter(|d| scope.allows_webhook(d.webhook_id) && scope.allows_type(&d.event_type))
+        .filter(|d| scope.allows_delivery(d.webhook_id, &d.event_type))
         .ok_or(ApiError::NotFound)?;
     let attempts = history::attempts(&client, id).await?;
     Ok(axum::Json(DeliveryDetail { delivery, attempts }))

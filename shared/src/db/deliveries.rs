@@ -282,35 +282,13 @@ pub struct Recorded {
     pub consecutive_failures: i32,
 }
 
-/// Records a batch of attempts in one statement (atomic, one round trip,
-/// one commit): each delivery moves to its new status (a delivery already
-/// `success` stays so: a duplicate's attempt is kept, not its verdict),
-/// each attempt gets its row, and each webhook's counters and failure run
-/// are updated once for the batch — a success anywhere in the batch ends
-/// the run. Answers, per delivery still there, how it was recorded. A
-/// batch must not hold two attempts of one delivery.
-///
-/// # Errors
-/// A database error.
-pub async fn record_attempts(
-    client: &impl GenericClient,
-    batch: &[AttemptRecord],
-) -> DbResult<Vec<(Uuid, Recorded)>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let delivery_ids: Vec<Uuid> = batch.iter().map(|a| a.delivery_id).collect();
-    let statuses: Vec<&str> = batch.iter().map(|a| a.new_status.as_str()).collect();
-    let next: Vec<Option<DateTime<Utc>>> = batch.iter().map(|a| a.next_attempt_at).collect();
-    let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-    let at: Vec<DateTime<Utc>> = batch.iter().map(|a| a.attempted_at).collect();
-    let durations: Vec<i32> = batch.iter().map(|a| a.duration_ms).collect();
-    let codes: Vec<Option<i32>> = batch.iter().map(|a| a.status_code).collect();
-    let bodies: Vec<Option<&str>> = batch.iter().map(|a| a.response_body.as_deref()).collect();
-    let errors: Vec<Option<&str>> = batch.iter().map(|a| a.error.as_deref()).collect();
-    let stmt = client
-        .prepare_cached(
-            "WITH input AS (
+/// Records a batch of attempts in one statement: the deliveries' new
+/// status, the webhooks' counters and failure runs, the per-minute
+/// statistics (its duration histogram from `stats::LATENCY_BOUNDS_MS`),
+/// and the attempt rows.
+static RECORD_ATTEMPTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[],
                                       $5::timestamptz[], $6::int4[], $7::int4[], $8::text[], $9::text[])
                      AS t(delivery_id, status, next_at, attempt_id, attempted_at, duration_ms,
@@ -358,17 +336,7 @@ pub async fn record_attempts(
                         count(*) FILTER (WHERE d.new_status = 'success'),
                         count(*) FILTER (WHERE d.new_status = 'retrying'),
                         count(*) FILTER (WHERE d.new_status = 'failed'),
-                        ARRAY[count(*) FILTER (WHERE input.duration_ms <= 10),
-                              count(*) FILTER (WHERE input.duration_ms > 10 AND input.duration_ms <= 25),
-                              count(*) FILTER (WHERE input.duration_ms > 25 AND input.duration_ms <= 50),
-                              count(*) FILTER (WHERE input.duration_ms > 50 AND input.duration_ms <= 100),
-                              count(*) FILTER (WHERE input.duration_ms > 100 AND input.duration_ms <= 250),
-                              count(*) FILTER (WHERE input.duration_ms > 250 AND input.duration_ms <= 500),
-                              count(*) FILTER (WHERE input.duration_ms > 500 AND input.duration_ms <= 1000),
-                              count(*) FILTER (WHERE input.duration_ms > 1000 AND input.duration_ms <= 2500),
-                              count(*) FILTER (WHERE input.duration_ms > 2500 AND input.duration_ms <= 5000),
-                              count(*) FILTER (WHERE input.duration_ms > 5000 AND input.duration_ms <= 10000),
-                              count(*) FILTER (WHERE input.duration_ms > 10000)]
+                        {histogram}
                  FROM d JOIN input ON input.delivery_id = d.id
                  GROUP BY 1, 2
                  ON CONFLICT (webhook_id, minute) DO UPDATE SET
@@ -386,8 +354,37 @@ pub async fn record_attempts(
              )
              SELECT d.id, d.attempt_count, w.failing_since, coalesce(w.consecutive_failures, 0)
              FROM d LEFT JOIN w ON w.id = d.webhook_id",
-        )
-        .await?;
+        histogram = super::stats::histogram_sql("input.duration_ms")
+    )
+});
+
+/// Records a batch of attempts in one statement (atomic, one round trip,
+/// one commit): each delivery moves to its new status (a delivery already
+/// `success` stays so: a duplicate's attempt is kept, not its verdict),
+/// each attempt gets its row, and each webhook's counters and failure run
+/// are updated once for the batch — a success anywhere in the batch ends
+/// the run. Answers, per delivery still there, how it was recorded. A
+/// batch must not hold two attempts of one delivery.
+///
+/// # Errors
+/// A database error.
+pub async fn record_attempts(
+    client: &impl GenericClient,
+    batch: &[AttemptRecord],
+) -> DbResult<Vec<(Uuid, Recorded)>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let delivery_ids: Vec<Uuid> = batch.iter().map(|a| a.delivery_id).collect();
+    let statuses: Vec<&str> = batch.iter().map(|a| a.new_status.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> = batch.iter().map(|a| a.next_attempt_at).collect();
+    let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    let at: Vec<DateTime<Utc>> = batch.iter().map(|a| a.attempted_at).collect();
+    let durations: Vec<i32> = batch.iter().map(|a| a.duration_ms).collect();
+    let codes: Vec<Option<i32>> = batch.iter().map(|a| a.status_code).collect();
+    let bodies: Vec<Option<&str>> = batch.iter().map(|a| a.response_body.as_deref()).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|a| a.error.as_deref()).collect();
+    let stmt = client.prepare_cached(&RECORD_ATTEMPTS).await?;
     let rows = client
         .query(
             &stmt,

@@ -16,6 +16,25 @@ pub const LATENCY_BOUNDS_MS: [f64; 10] = [
 /// Latency buckets, the last one unbounded.
 pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 
+/// The SQL of an attempt histogram over `column` (milliseconds) in the
+/// [`LATENCY_BOUNDS_MS`] buckets, for an aggregate query.
+#[must_use]
+pub fn histogram_sql(column: &str) -> String {
+    let mut parts = Vec::with_capacity(LATENCY_BUCKETS);
+    let mut lower: Option<f64> = None;
+    for upper in LATENCY_BOUNDS_MS {
+        parts.push(match lower {
+            None => format!("count(*) FILTER (WHERE {column} <= {upper})"),
+            Some(l) => format!("count(*) FILTER (WHERE {column} > {l} AND {column} <= {upper})"),
+        });
+        lower = Some(upper);
+    }
+    if let Some(l) = lower {
+        parts.push(format!("count(*) FILTER (WHERE {column} > {l})"));
+    }
+    format!("ARRAY[{}]", parts.join(", "))
+}
+
 /// Attempts in one time bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
@@ -180,6 +199,14 @@ mod tests {
         let mut l = [0; LATENCY_BUCKETS];
         l[LATENCY_BUCKETS - 1] = 3;
         assert_eq!(with_latency(l).latency_quantile(0.99), Some(10000.0));
+    }
+
+    #[test]
+    fn the_histogram_has_one_count_per_bucket() {
+        let sql = histogram_sql("d");
+        assert_eq!(sql.matches("count(*)").count(), LATENCY_BUCKETS);
+        assert!(sql.starts_with("ARRAY[count(*) FILTER (WHERE d <= 10)"));
+        assert!(sql.ends_with("count(*) FILTER (WHERE d > 10000)]"));
     }
 
     #[test]

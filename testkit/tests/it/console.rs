@@ -402,3 +402,55 @@ async fn a_portal_link_shows_one_customers_slice_and_cannot_write_when_read_only
         .await;
     assert_eq!(status, json!(403));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_form_previews_the_body_and_sets_authentication() {
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &api.base, &token).await;
+    browser.click(&browser.wait_for("#new-webhook").await).await;
+    browser
+        .fill(&browser.wait_for("#name").await, "authed")
+        .await;
+    browser
+        .fill(&browser.wait_for("#url").await, &receiver.url("authed"))
+        .await;
+    // The body a delivery would carry, rendered by the server.
+    browser
+        .click(&browser.wait_for("#preview-template").await)
+        .await;
+    browser
+        .wait_text("#template-preview", "order.created", PAGE)
+        .await;
+    // Bearer authentication, sent with every delivery.
+    browser
+        .click(&browser.wait_for("#auth-type option[value='bearer']").await)
+        .await;
+    browser
+        .fill(
+            &browser.wait_for("#auth-token").await,
+            "s3cret-bearer-token",
+        )
+        .await;
+    browser
+        .click(&browser.wait_for("#save-webhook").await)
+        .await;
+    browser.wait_text("#secret", "whsec_", PAGE).await;
+    let (_, list) = api
+        .call(Method::GET, "/v1/webhooks", Some(&token), None)
+        .await;
+    assert_eq!(list["data"][0]["auth"]["type"], "bearer", "{list}");
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let got = herald_testkit::wait_until(PAGE, "the delivery", || async {
+        receiver.requests().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        got.header("authorization"),
+        Some("Bearer s3cret-bearer-token")
+    );
+}

@@ -53,10 +53,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// The tenant, for a change to webhook `id` this caller may make (a
 /// webhook outside a portal session's slice is not found).
 fn managed(caller: Caller, id: Uuid) -> ApiResult<Uuid> {
-    let scope = caller.scope()?;
-    if !scope.allows_webhook(id) {
-        return Err(ApiError::NotFound);
-    }
+    let scope = caller.scope_on(id)?;
     scope.manages(Some(id))?;
     Ok(scope.tenant)
 }
@@ -134,10 +131,7 @@ async fn get_webhook(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = caller.scope()?;
-    if !scope.allows_webhook(id) {
-        return Err(ApiError::NotFound);
-    }
+    let scope = caller.scope_on(id)?;
     let client = state.pool.get().await?;
     let webhook = webhooks::get(&client, scope.tenant, id, false)
         .await?

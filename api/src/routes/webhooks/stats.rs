@@ -108,10 +108,7 @@ pub(super) async fn webhook_stats(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = caller.scope()?;
-    if !scope.allows_webhook(id) {
-        return Err(ApiError::NotFound);
-    }
+    let scope = caller.scope_on(id)?;
     // The counts cover every event type the webhook gets.
     if scope.types().is_some() {
         return Err(ApiError::Forbidden(

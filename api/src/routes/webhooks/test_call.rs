@@ -30,10 +30,7 @@ pub(super) async fn test_webhook(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
     // A test call sends a request: not for read-only sessions.
-    let scope = caller.scope()?;
-    if !scope.allows_webhook(id) {
-        return Err(ApiError::NotFound);
-    }
+    let scope = caller.scope_on(id)?;
     scope.writable()?;
     let tenant = scope.tenant;
     // The call waits on the tenant's endpoint: a few at a time per tenant.
