@@ -617,3 +617,42 @@ async fn a_tenant_past_its_rate_limit_is_told_when_to_come_back() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_stored_without_tls_checks_stays_editable_after_the_server_forbids_them() {
+    // Made when security.allow_insecure_tls was on; the server now refuses
+    // turning verification off, but not every other change to it.
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let hook = api
+        .create_webhook(&token, json!({"name": "old", "url": "http://127.0.0.1:9/"}))
+        .await;
+    env.db()
+        .await
+        .execute("UPDATE webhooks SET verify_ssl = false", &[])
+        .await
+        .unwrap();
+    let path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(&json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verify_ssl"], false);
+    // Asking for it is still refused.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(&json!({"verify_ssl": false})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "verify_ssl");
+}

@@ -458,7 +458,9 @@ fn policy(
     let verify_ssl = input
         .verify_ssl
         .unwrap_or_else(|| base.is_none_or(|b| b.verify_ssl));
-    if !verify_ssl && !state.settings.security.allow_insecure_tls {
+    // Refused when asked for; a webhook stored while the server allowed it
+    // keeps it, and stays editable.
+    if input.verify_ssl == Some(false) && !state.settings.security.allow_insecure_tls {
         p.add(
             "verify_ssl",
             "cannot be turned off on this server (security.allow_insecure_tls)",
