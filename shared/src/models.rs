@@ -9,6 +9,85 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+/// A uuid that names one kind of row, so that a webhook id cannot be
+/// passed where a delivery id is meant. The same on the wire (a uuid
+/// string) and in Postgres (`uuid`).
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            #[must_use]
+            pub const fn get(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl tokio_postgres::types::ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.0.to_sql(ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <Uuid as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+
+        impl<'a> tokio_postgres::types::FromSql<'a> for $name {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                Uuid::from_sql(ty, raw).map(Self)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <Uuid as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant's id.
+    TenantId
+);
+id_type!(
+    /// A webhook's id.
+    WebhookId
+);
+id_type!(
+    /// A delivery's id (one event to one webhook).
+    DeliveryId
+);
+
 /// Longest event type, pattern or event id accepted.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -227,9 +306,9 @@ pub struct EventMessage {
 /// the worker renders the request without reading the event back.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeliveryMessage {
-    pub delivery_id: Uuid,
-    pub tenant_id: Uuid,
-    pub webhook_id: Uuid,
+    pub delivery_id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub webhook_id: WebhookId,
     pub event_id: String,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,

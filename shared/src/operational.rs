@@ -68,7 +68,7 @@ pub fn delivery_exhausted(
     error: Option<&str>,
 ) -> EventMessage {
     message(
-        m.tenant_id,
+        m.tenant_id.get(),
         DELIVERY_EXHAUSTED,
         format!("{DELIVERY_EXHAUSTED}.{}.{attempts}", m.delivery_id),
         Severity::Warning,

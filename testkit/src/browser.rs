@@ -2,7 +2,11 @@
 //! driven through ChromeDriver over the W3C WebDriver protocol (plain HTTP
 //! and JSON, spoken here with reqwest). Each `Browser` has its own
 //! chromedriver process, port and profile, so tests run in parallel.
+//! Chromedriver and the browser it starts run in a process group of their
+//! own, killed whole when the `Browser` is dropped: a test that fails half
+//! way leaves no browser behind.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,6 +55,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("starting chromedriver");
         let profile =
@@ -275,8 +280,20 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// The process group of chromedriver and its browser.
+    #[must_use]
+    pub fn process_group(&self) -> u32 {
+        self.driver.id()
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: chromedriver and every browser process.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);

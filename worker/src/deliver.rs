@@ -16,7 +16,7 @@ use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
 use herald_shared::delivery::retry::{self, Decision, Outcome, Park, Verdict};
 use herald_shared::delivery::sender::{Attempt, Sender, WebhookConfig};
-use herald_shared::models::{DeliveryMessage, DeliveryStatus, is_operational};
+use herald_shared::models::{DeliveryId, DeliveryMessage, DeliveryStatus, is_operational};
 use herald_shared::operational;
 use herald_shared::runtime::metrics::Metrics;
 use lapin::Channel;
@@ -94,6 +94,7 @@ impl Handler for Worker {
         let Some(delivery_id) = serde_json::from_slice::<serde_json::Value>(&delivery.data)
             .ok()
             .and_then(|m| m.get("delivery_id")?.as_str()?.parse::<uuid::Uuid>().ok())
+            .map(DeliveryId)
         else {
             return;
         };

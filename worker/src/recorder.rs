@@ -10,6 +10,7 @@ use deadpool_postgres::Pool;
 use herald_shared::amqp::consumer::HandlerError;
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, AttemptRecord, Recorded};
+use herald_shared::models::DeliveryId;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -59,7 +60,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<(AttemptRecord, Reply)>) {
             },
         };
         let mut batch = vec![first];
-        let mut ids: HashSet<Uuid> = batch.iter().map(|(r, _)| r.delivery_id).collect();
+        let mut ids: HashSet<DeliveryId> = batch.iter().map(|(r, _)| r.delivery_id).collect();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) if ids.insert(job.0.delivery_id) => batch.push(job),
@@ -94,7 +95,10 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<(AttemptRecord, Reply)>) {
 
 /// Tells each record's task how it was recorded.
 fn answer(records: &[AttemptRecord], replies: Vec<Reply>, recorded: &[(Uuid, Recorded)]) {
-    let by_id: HashMap<Uuid, Recorded> = recorded.iter().copied().collect();
+    let by_id: HashMap<DeliveryId, Recorded> = recorded
+        .iter()
+        .map(|(id, r)| (DeliveryId(*id), *r))
+        .collect();
     for (record, reply) in records.iter().zip(replies) {
         let _ = reply.send(Ok(by_id.get(&record.delivery_id).copied()));
     }

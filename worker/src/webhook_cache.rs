@@ -9,6 +9,7 @@ use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::webhooks;
 pub use herald_shared::delivery::sender::{LoadError, WebhookConfig};
+use herald_shared::models::WebhookId;
 use uuid::Uuid;
 
 const MAX_ENTRIES: usize = 100_000;
@@ -35,7 +36,8 @@ impl WebhookCache {
     ///
     /// # Errors
     /// A database error, or a secret sealed under another key.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<WebhookConfig>>, LoadError> {
+    pub async fn get(&self, id: WebhookId) -> Result<Option<Arc<WebhookConfig>>, LoadError> {
+        let id = id.get();
         let version = match self.cache.lookup(&id) {
             Ok(hit) => return Ok(hit),
             Err(version) => version,

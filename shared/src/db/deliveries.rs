@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{DbResult, raw_json};
 use crate::delivery::retry::Decision;
 use crate::delivery::sender::Attempt;
-use crate::models::{DeliveryMessage, DeliveryStatus, Severity};
+use crate::models::{DeliveryId, DeliveryMessage, DeliveryStatus, Severity};
 
 /// An event about to be stored.
 #[derive(Debug)]
@@ -41,9 +41,9 @@ impl NewEvent<'_> {
     #[must_use]
     pub fn message(&self, delivery_id: Uuid, webhook_id: Uuid) -> DeliveryMessage {
         DeliveryMessage {
-            delivery_id,
-            tenant_id: self.tenant_id,
-            webhook_id,
+            delivery_id: delivery_id.into(),
+            tenant_id: self.tenant_id.into(),
+            webhook_id: webhook_id.into(),
             event_id: self.id.to_owned(),
             event_type: self.event_type.to_owned(),
             occurred_at: self.occurred_at,
@@ -216,7 +216,7 @@ pub struct DeliveryState {
 /// A database error.
 pub async fn delivery_state(
     client: &impl GenericClient,
-    id: Uuid,
+    id: DeliveryId,
 ) -> DbResult<Option<DeliveryState>> {
     let stmt = client
         .prepare_cached(
@@ -236,7 +236,7 @@ pub async fn delivery_state(
 /// One HTTP attempt, as recorded.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub delivery_id: Uuid,
+    pub delivery_id: DeliveryId,
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub status_code: Option<i32>,
@@ -252,7 +252,7 @@ impl AttemptRecord {
     /// The record of an attempt made at `at`, and what was decided on it.
     #[must_use]
     pub fn new(
-        delivery_id: Uuid,
+        delivery_id: DeliveryId,
         at: DateTime<Utc>,
         attempt: &Attempt,
         decision: &Decision,
@@ -375,7 +375,7 @@ pub async fn record_attempts(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let delivery_ids: Vec<Uuid> = batch.iter().map(|a| a.delivery_id).collect();
+    let delivery_ids: Vec<Uuid> = batch.iter().map(|a| a.delivery_id.get()).collect();
     let statuses: Vec<&str> = batch.iter().map(|a| a.new_status.as_str()).collect();
     let next: Vec<Option<DateTime<Utc>>> = batch.iter().map(|a| a.next_attempt_at).collect();
     let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
@@ -420,7 +420,11 @@ pub async fn record_attempts(
 ///
 /// # Errors
 /// A database error.
-pub async fn finish_unsent(client: &impl GenericClient, id: Uuid, reason: &str) -> DbResult<()> {
+pub async fn finish_unsent(
+    client: &impl GenericClient,
+    id: DeliveryId,
+    reason: &str,
+) -> DbResult<()> {
     let stmt = client
         .prepare_cached(
             "WITH d AS (

@@ -10,18 +10,17 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use uuid::Uuid;
 
 use crate::db::deliveries::{self, AttemptRecord, NewEvent};
 use crate::db::{DbError, DbResult};
 use crate::delivery::retry::{self, Policy};
 use crate::delivery::sender::{Attempt, Sender, WebhookConfig};
-use crate::models::DeliveryStatus;
+use crate::models::{DeliveryId, DeliveryStatus};
 
 /// What a direct delivery came to.
 #[derive(Debug)]
 pub struct Delivered {
-    pub delivery_id: Uuid,
+    pub delivery_id: DeliveryId,
     pub attempt: Attempt,
     /// `success` or `failed`: there is no retry.
     pub status: DeliveryStatus,
@@ -47,12 +46,12 @@ pub async fn deliver_now(
         tx.commit().await?;
         created
             .first()
-            .map(|c| c.0)
+            .map(|c| DeliveryId(c.0))
             .ok_or_else(|| DbError::Conflict {
                 constraint: format!("event {} exists", event.id),
             })?
     };
-    let mut message = event.message(delivery_id, webhook.id);
+    let mut message = event.message(delivery_id.get(), webhook.id);
     message.manual = true;
     let at = Utc::now();
     let attempt = sender.send(&message, webhook, at, 1).await;

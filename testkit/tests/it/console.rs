@@ -453,4 +453,16 @@ async fn the_webhook_form_previews_the_body_and_sets_authentication() {
         got.header("authorization"),
         Some("Bearer s3cret-bearer-token")
     );
+
+    // The browser goes with the test: nothing of its process group is left.
+    let group = browser.process_group();
+    drop(browser);
+    herald_testkit::wait_until(PAGE, "the browser's processes gone", || async {
+        let left = std::process::Command::new("pgrep")
+            .args(["-g", &group.to_string()])
+            .output()
+            .expect("pgrep");
+        left.stdout.is_empty().then_some(())
+    })
+    .await;
 }

@@ -69,6 +69,6 @@ pub(super) async fn test_webhook(
         error: attempt.error,
         duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
         event_id,
-        delivery_id: done.delivery_id,
+        delivery_id: done.delivery_id.get(),
     }))
 }
