@@ -26,16 +26,17 @@ WORKDIR /src
 # the downloaded crates stay in a cached layer until a manifest changes.
 COPY Cargo.toml Cargo.lock ./
 COPY shared/Cargo.toml shared/
+COPY delivery/Cargo.toml delivery/
 COPY api/Cargo.toml api/
 COPY dispatcher/Cargo.toml dispatcher/
 COPY worker/Cargo.toml worker/
 COPY testkit/Cargo.toml testkit/
 COPY bench/Cargo.toml bench/
-RUN for member in shared api dispatcher worker testkit bench; do \
+RUN for member in shared delivery api dispatcher worker testkit bench; do \
       mkdir -p "$member/src" && touch "$member/src/lib.rs" "$member/src/main.rs"; \
     done \
  && cargo fetch --locked \
- && rm -rf shared/src api/src dispatcher/src worker/src testkit/src bench/src
+ && rm -rf shared/src delivery/src api/src dispatcher/src worker/src testkit/src bench/src
 
 # Then the sources (shared/build.rs embeds migrations/, so it is part of the
 # context). Compiled dependencies persist across builds in a BuildKit cache

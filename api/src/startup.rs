@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use herald_delivery::sender::Sender;
 use herald_shared::amqp::{Publisher, Topology, connect};
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionWatch;
-use herald_shared::delivery::sender::Sender;
 use herald_shared::runtime::config::Settings;
 use herald_shared::runtime::metrics::Metrics;
 use tokio::net::TcpListener;

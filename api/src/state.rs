@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+use herald_delivery::sender::Sender;
 use herald_shared::amqp::{Publisher, Topology};
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionedCache;
-use herald_shared::delivery::sender::Sender;
 use herald_shared::runtime::config::Settings;
 use herald_shared::runtime::metrics::Metrics;
 use uuid::Uuid;

@@ -5,8 +5,9 @@
 //!   its failure model, and fair scheduling between tenants;
 //! - [`db`]: the pool, the migrations, and one module of queries per table
 //!   family;
-//! - [`delivery`]: what sending one delivery takes — rendering, signing,
-//!   outbound authentication, the guarded HTTP client, the retry policy;
+//! - [`delivery`]: what the tables and the recorder know of a delivery —
+//!   its stored options and the retry policy (sending is the
+//!   `herald-delivery` crate's, which the dispatcher does not link);
 //! - [`runtime`]: what every process runs on — configuration, telemetry,
 //!   metrics, health, shutdown, periodic tasks;
 //! - and the values they share: [`models`] (event types, ids, wire

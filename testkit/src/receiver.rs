@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use herald_shared::delivery::signing::WebhookSecret;
+use herald_delivery::signing::WebhookSecret;
 use tokio_util::sync::CancellationToken;
 
 /// One request as the endpoint saw it.

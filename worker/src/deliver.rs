@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use herald_delivery::retry::{self, Decision, Outcome, Park, Verdict};
+use herald_delivery::sender::{Attempt, Sender, WebhookConfig};
 use herald_shared::amqp::consumer::{Handler, HandlerError, seen_before};
 use herald_shared::amqp::fairness;
 use herald_shared::amqp::{REASON_HEADER, Topology, json_properties, publish_confirmed};
 use herald_shared::db::deliveries::DeliveryState;
 use herald_shared::db::{DbError, deliveries, webhooks};
-use herald_shared::delivery::retry::{self, Decision, Outcome, Park, Verdict};
-use herald_shared::delivery::sender::{Attempt, Sender, WebhookConfig};
 use herald_shared::models::{DeliveryId, DeliveryMessage, DeliveryStatus, is_operational};
 use herald_shared::operational;
 use herald_shared::runtime::metrics::Metrics;

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use herald_delivery::sender::Sender;
 use herald_shared::amqp::consumer::{self, ConsumerConfig};
 use herald_shared::crypto::Sealer;
-use herald_shared::delivery::sender::Sender;
 use herald_shared::runtime::config::Settings;
 use herald_shared::runtime::process::Base;
 use tokio::net::TcpListener;

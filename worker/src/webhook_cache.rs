@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+pub use herald_delivery::sender::{LoadError, WebhookConfig};
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::webhooks;
-pub use herald_shared::delivery::sender::{LoadError, WebhookConfig};
 use herald_shared::models::WebhookId;
 use uuid::Uuid;
 

@@ -8,8 +8,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{DbResult, raw_json};
+use crate::delivery::retry::Attempt;
 use crate::delivery::retry::Decision;
-use crate::delivery::sender::Attempt;
 use crate::models::{DeliveryId, DeliveryMessage, DeliveryStatus, Severity};
 
 /// An event about to be stored.

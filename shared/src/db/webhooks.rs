@@ -7,9 +7,7 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
-use crate::delivery::formats::{CustomBody, Format};
-use crate::delivery::outbound_auth::AuthKind;
-use crate::delivery::signing::SigningOptions;
+use crate::delivery::options::{AuthKind, CustomBody, Format, SigningOptions};
 
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;

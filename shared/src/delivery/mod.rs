@@ -1,14 +1,8 @@
-//! Sending one delivery, as the worker does for every delivery and the api
-//! for a test call: the body rendered in the webhook's format
-//! ([`formats`]), signed ([`signing`]), authenticated ([`outbound_auth`]),
-//! POSTed through the guarded client ([`net_guard`]) by the [`sender`],
-//! and the result read against the retry policy ([`retry`]); [`direct`]
-//! makes one delivery now, outside the queues, through the same code.
+//! What the tables and the recorder need to know of a delivery: its
+//! options as stored ([`options`]) and the retry policy with the outcome of
+//! an attempt ([`retry`]). Rendering, signing, authenticating and sending
+//! are the `herald-delivery` crate's, which only the api and the worker
+//! link.
 
-pub mod direct;
-pub mod formats;
-pub mod net_guard;
-pub mod outbound_auth;
+pub mod options;
 pub mod retry;
-pub mod sender;
-pub mod signing;

@@ -8,6 +8,19 @@ use chrono::{DateTime, Utc};
 
 use crate::models::DeliveryStatus;
 
+/// What one HTTP attempt came to.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    pub status_code: Option<u16>,
+    pub body: Option<String>,
+    pub error: Option<String>,
+    pub duration: Duration,
+    /// How it went, as the attempts counter labels it.
+    pub outcome: Outcome,
+    /// The endpoint's `Retry-After`, if it sent one.
+    pub retry_after: Option<Duration>,
+}
+
 /// What one HTTP attempt's result means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_shared::delivery::signing::{WebhookSecret, verify_v1a};
+use herald_delivery::signing::{WebhookSecret, verify_v1a};
 use herald_testkit::{ApiHandle, Received, Receiver, TestEnv, TokenEndpoint, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};

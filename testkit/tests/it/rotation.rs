@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_shared::delivery::signing::{WebhookSecret, verify_v1a};
+use herald_delivery::signing::{WebhookSecret, verify_v1a};
 use herald_testkit::{Received, Receiver, TestEnv, wait_until};
 use reqwest::Method;
 use serde_json::json;

@@ -3,13 +3,13 @@
 //! and collects every problem so that one answer lists them all.
 
 use axum::http::{HeaderName, HeaderValue};
+use herald_delivery::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
+use herald_delivery::net_guard::check_url;
+use herald_delivery::outbound_auth::OutboundAuth;
+use herald_delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
 use herald_shared::db::webhooks::{
     Headers, WebhookFields, WebhookOptions, mask_header_value, open_headers, seal_headers,
 };
-use herald_shared::delivery::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
-use herald_shared::delivery::net_guard::check_url;
-use herald_shared::delivery::outbound_auth::OutboundAuth;
-use herald_shared::delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
 use herald_shared::models::EventPattern;
 use serde::Deserialize;
 use utoipa::ToSchema;

@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use herald_delivery::signing::{SigningKey, WebhookSecret};
 use herald_shared::db::DbError;
 use herald_shared::db::webhooks;
-use herald_shared::delivery::signing::{SigningKey, WebhookSecret};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -3,9 +3,9 @@
 //! of the secret and key rotations and the test call.
 
 use chrono::{DateTime, Utc};
+use herald_delivery::formats::{Format, JSON_CONTENT_TYPE};
+use herald_delivery::outbound_auth::AuthKind;
 use herald_shared::db::webhooks::{Headers, Webhook, mask_headers};
-use herald_shared::delivery::formats::{Format, JSON_CONTENT_TYPE};
-use herald_shared::delivery::outbound_auth::AuthKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;

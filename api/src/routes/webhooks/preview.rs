@@ -4,7 +4,7 @@
 
 use axum::response::IntoResponse;
 use chrono::Utc;
-use herald_shared::delivery::formats::{CustomBody, EventView, Format, Renderer};
+use herald_delivery::formats::{CustomBody, EventView, Format, Renderer};
 use herald_shared::models::{EventType, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

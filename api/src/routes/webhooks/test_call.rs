@@ -4,10 +4,10 @@
 use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::Utc;
+use herald_delivery::direct::deliver_now;
+use herald_delivery::sender::WebhookConfig;
 use herald_shared::db::deliveries::NewEvent;
 use herald_shared::db::webhooks;
-use herald_shared::delivery::direct::deliver_now;
-use herald_shared::delivery::sender::WebhookConfig;
 use herald_shared::models::{DeliveryStatus, Severity};
 use uuid::Uuid;
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 
-use crate::db::deliveries::{self, AttemptRecord, NewEvent};
-use crate::db::{DbError, DbResult};
-use crate::delivery::retry::{self, Policy};
-use crate::delivery::sender::{Attempt, Sender, WebhookConfig};
-use crate::models::{DeliveryId, DeliveryStatus};
+use crate::sender::{Attempt, Sender, WebhookConfig};
+use herald_shared::db::deliveries::{self, AttemptRecord, NewEvent};
+use herald_shared::db::{DbError, DbResult};
+use herald_shared::delivery::retry::{self, Policy};
+use herald_shared::models::{DeliveryId, DeliveryStatus};
 
 /// What a direct delivery came to.
 #[derive(Debug)]

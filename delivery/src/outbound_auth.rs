@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use herald_shared::delivery::options::AuthKind;
+
 /// The header an API key goes in unless the webhook names another.
 pub const DEFAULT_API_KEY_HEADER: &str = "X-API-Key";
 /// A token is fetched again this long before it expires.
@@ -26,16 +28,6 @@ const REFRESH_BEFORE: Duration = Duration::from_secs(60);
 const PRUNE_AT: usize = 1024;
 /// How long a token without `expires_in` is kept.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// Which kind of authentication a webhook sends (all the api shows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthKind {
-    ApiKey,
-    Bearer,
-    Basic,
-    Oauth2,
-}
 
 /// How the client authenticates at the OAuth2 token endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -320,18 +312,18 @@ async fn fetch_token(
         .body(body)
         .send()
         .await
-        .map_err(|e| AuthError::Token(crate::delivery::net_guard::describe(&e, timeout)))?;
+        .map_err(|e| AuthError::Token(crate::net_guard::describe(&e, timeout)))?;
     let status = response.status();
     let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
         .await
-        .map_err(|e| AuthError::Token(crate::delivery::net_guard::describe(&e, timeout)))?
+        .map_err(|e| AuthError::Token(crate::net_guard::describe(&e, timeout)))?
         .ok_or_else(|| {
             AuthError::Token(format!(
                 "the token endpoint's answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"
             ))
         })?;
     if !status.is_success() {
-        let text = crate::text::excerpt(&body, 200);
+        let text = herald_shared::text::excerpt(&body, 200);
         return Err(AuthError::Token(format!(
             "the token endpoint answered {}: {text}",
             status.as_u16()
@@ -340,7 +332,7 @@ async fn fetch_token(
     let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
         AuthError::Token(format!(
             "the token endpoint's answer is not a token: {}",
-            crate::text::excerpt(e.to_string().as_bytes(), 200)
+            herald_shared::text::excerpt(e.to_string().as_bytes(), 200)
         ))
     })?;
     if let Some(kind) = &token.token_type
@@ -348,7 +340,7 @@ async fn fetch_token(
     {
         return Err(AuthError::Token(format!(
             "the token endpoint gave a {} token; only bearer tokens are supported",
-            crate::text::excerpt(kind.as_bytes(), 40)
+            herald_shared::text::excerpt(kind.as_bytes(), 40)
         )));
     }
     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token))

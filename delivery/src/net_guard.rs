@@ -12,7 +12,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use crate::runtime::config::SecuritySettings;
+use herald_shared::runtime::config::SecuritySettings;
 
 /// IPv4 networks no webhook may reach unless
 /// `security.allow_private_targets`: every block of the IANA IPv4
@@ -220,7 +220,7 @@ pub fn delivery_client(
 /// text has it, and a URL may carry credentials in its query). The causes
 /// may quote what the endpoint sent, so the text is cleaned for storage.
 pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    crate::text::clean(&describe_raw(e, timeout)).into_owned()
+    herald_shared::text::clean(&describe_raw(e, timeout)).into_owned()
 }
 
 fn describe_raw(e: &reqwest::Error, timeout: Duration) -> String {

@@ -11,15 +11,16 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use uuid::Uuid;
 
-use crate::crypto::Sealer;
-use crate::db::webhooks::Webhook;
-use crate::delivery::formats::{EventView, Renderer};
-use crate::delivery::net_guard::{BlockedTarget, check_url, delivery_client, describe};
-use crate::delivery::outbound_auth::{AuthError, OutboundAuth, TokenCache};
-use crate::delivery::retry::{self, Outcome};
-use crate::delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
-use crate::models::DeliveryMessage;
-use crate::runtime::config::{SecuritySettings, WorkerSettings};
+use crate::formats::{EventView, Renderer};
+use crate::net_guard::{BlockedTarget, check_url, delivery_client, describe};
+use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
+use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
+use herald_shared::crypto::Sealer;
+use herald_shared::db::webhooks::Webhook;
+pub use herald_shared::delivery::retry::Attempt;
+use herald_shared::delivery::retry::{self, Outcome};
+use herald_shared::models::DeliveryMessage;
+use herald_shared::runtime::config::{SecuritySettings, WorkerSettings};
 
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
@@ -57,8 +58,8 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     #[must_use]
-    pub fn retry_policy(&self, max_delay: Duration) -> crate::delivery::retry::Policy {
-        crate::delivery::retry::Policy {
+    pub fn retry_policy(&self, max_delay: Duration) -> herald_shared::delivery::retry::Policy {
+        herald_shared::delivery::retry::Policy {
             retry_attempts: self.retry_attempts,
             first_delay: self.retry_backoff,
             max_delay,
@@ -70,14 +71,14 @@ impl WebhookConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] herald_shared::db::DbError),
     #[error("the webhook's secret cannot be opened: {0}")]
     Secret(String),
     #[error("the webhook's options are not usable: {0}")]
     Options(String),
 }
 
-impl From<LoadError> for crate::amqp::consumer::HandlerError {
+impl From<LoadError> for herald_shared::amqp::consumer::HandlerError {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Db(e) => e.into(),
@@ -144,9 +145,12 @@ impl WebhookConfig {
             (Some(sealed), Some(until)) => Some((open_secret(sealed)?, until)),
             _ => None,
         };
-        let clear =
-            crate::db::webhooks::open_headers(sealer, &w.headers, w.headers_sealed.as_deref())
-                .map_err(LoadError::Secret)?;
+        let clear = herald_shared::db::webhooks::open_headers(
+            sealer,
+            &w.headers,
+            w.headers_sealed.as_deref(),
+        )
+        .map_err(LoadError::Secret)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &clear {
             // Checked by the api on the way in; skip anything that no
@@ -188,19 +192,6 @@ impl WebhookConfig {
     }
 }
 
-/// What one HTTP attempt came to.
-#[derive(Debug, Default)]
-pub struct Attempt {
-    pub status_code: Option<u16>,
-    pub body: Option<String>,
-    pub error: Option<String>,
-    pub duration: Duration,
-    /// How it went, as the attempts counter labels it.
-    pub outcome: Outcome,
-    /// The endpoint's `Retry-After`, if it sent one.
-    pub retry_after: Option<Duration>,
-}
-
 /// The guarded HTTP clients and the signing settings.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -222,7 +213,7 @@ impl Sender {
         use anyhow::Context;
         Ok(Self {
             splunk_host: if worker.splunk_host.is_empty() {
-                crate::delivery::formats::HOST.clone()
+                crate::formats::HOST.clone()
             } else {
                 worker.splunk_host.clone()
             },
@@ -374,7 +365,7 @@ impl Sender {
         let duration = started.elapsed();
         // Whatever the endpoint sent (NUL, invalid UTF-8, escape codes) is
         // kept as clean, bounded text: it is stored and shown.
-        let text = crate::text::excerpt(&bytes, RESPONSE_CHARS);
+        let text = herald_shared::text::excerpt(&bytes, RESPONSE_CHARS);
         let success = (200..300).contains(&status);
         Attempt {
             status_code: Some(status),
@@ -515,6 +506,6 @@ impl Sender {
 }
 
 enum SendError {
-    Auth(crate::delivery::outbound_auth::AuthError),
+    Auth(crate::outbound_auth::AuthError),
     Http(reqwest::Error),
 }

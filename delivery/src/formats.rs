@@ -14,35 +14,14 @@
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::models::Severity;
+use herald_shared::models::Severity;
 
-/// How a webhook's request body is shaped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    #[default]
-    Json,
-    SplunkHec,
-    Datadog,
-    Elastic,
-    Custom,
-}
-
-/// The content type of every format but `custom`.
-pub const JSON_CONTENT_TYPE: &str = "application/json";
-
-/// Template source and content type of a `custom` webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomBody {
-    pub template: String,
-    pub content_type: String,
-}
+pub use herald_shared::delivery::options::{CustomBody, Format, JSON_CONTENT_TYPE, is_json};
 
 /// One event as a body is rendered from it.
 #[derive(Debug, Clone, Copy)]
@@ -402,19 +381,6 @@ fn describe(e: &minijinja::Error) -> String {
         text.push_str(&format!(" (line {line})"));
     }
     text
-}
-
-/// `application/json` and the `+json` types (`application/cloudevents+json`).
-#[must_use]
-pub fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The event a template is tried on when a webhook is saved.

@@ -10,9 +10,9 @@ use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use utoipa::ToSchema;
+
+pub use herald_shared::delivery::options::SigningOptions;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -137,34 +137,6 @@ impl WebhookSecret {
         let mut mac = hmac_with(self.text.as_bytes());
         mac.update(body);
         mac.verify_slice(&sig).is_ok()
-    }
-}
-
-/// Which schemes sign a webhook's requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
-pub struct SigningOptions {
-    /// Standard Webhooks `v1` (HMAC) in `webhook-signature`.
-    pub standard: bool,
-    /// `sha256=<hex>` in the simple scheme's header.
-    pub simple: bool,
-    /// The simple scheme's header; the worker's `signature_header` when
-    /// absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub simple_header: Option<String>,
-    /// Standard Webhooks `v1a` (ed25519) in `webhook-signature`, checked
-    /// with the webhook's public key.
-    pub ed25519: bool,
-}
-
-impl Default for SigningOptions {
-    fn default() -> Self {
-        Self {
-            standard: true,
-            simple: true,
-            simple_header: None,
-            ed25519: false,
-        }
     }
 }
 
