@@ -256,6 +256,17 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (a narrow one, say, for a phone).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .expect("resize");
+    }
+
     /// The address bar.
     pub async fn url(&self) -> String {
         self.call("GET", "/url", None)

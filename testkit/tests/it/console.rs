@@ -175,6 +175,21 @@ async fn an_engineer_creates_a_webhook_sees_deliveries_and_retries_a_failure() {
     receiver.respond_with_body(200, "ok");
     browser.click(&browser.wait_for("#retry").await).await;
     until_shown(&browser, &base, &page, ".status", "success").await;
+
+    // In a phone-sized window the pages fit: wide tables scroll inside
+    // their box, the page itself does not scroll sideways.
+    browser.resize(400, 860).await;
+    for hash in ["#/deliveries", "#/webhooks", page.as_str()] {
+        until_shown(&browser, &base, hash, "h1", "").await;
+        let fits = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+                &[],
+            )
+            .await;
+        assert_eq!(fits, json!(true), "{hash} scrolls sideways at 400 px");
+    }
+    browser.screenshot("deliveries-narrow").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
