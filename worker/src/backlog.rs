@@ -44,7 +44,7 @@ mod tests {
 
     const WINDOW_MS: Duration = Duration::from_millis(400);
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_gauge_shows_the_longest_wait_of_the_window_then_falls_back() {
         let backlog = std::sync::Arc::new(Backlog::default());
         let gauge = Gauge::new("g", "g").expect("a gauge");

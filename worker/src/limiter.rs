@@ -336,7 +336,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn waits_a_little_for_a_place_to_free() {
         let limiter = limiter(1, 10);
         let hook = Uuid::now_v7();
