@@ -71,6 +71,8 @@ struct EventQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct DeliveryQuery {
+    /// Also accepted as `webhook`.
+    #[serde(alias = "webhook")]
     webhook_id: Option<Uuid>,
     status: Option<String>,
     event_type: Option<String>,

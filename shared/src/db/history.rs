@@ -190,6 +190,10 @@ pub struct DeliveryRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The latest attempt's status code (`null`: none yet, or no answer).
+    pub last_status_code: Option<i32>,
+    /// The latest attempt's error, if it failed.
+    pub last_error: Option<String>,
 }
 
 fn delivery_row(r: &tokio_postgres::Row) -> DeliveryRow {
@@ -203,10 +207,19 @@ fn delivery_row(r: &tokio_postgres::Row) -> DeliveryRow {
         next_attempt_at: r.get(6),
         created_at: r.get(7),
         updated_at: r.get(8),
+        last_status_code: r.get(9),
+        last_error: r.get(10),
     }
 }
 
-const DELIVERY_COLUMNS: &str = "id, event_id, webhook_id, event_type, status, attempt_count, next_attempt_at, created_at, updated_at";
+const DELIVERY_COLUMNS: &str = "id, event_id, webhook_id, event_type, status, attempt_count, next_attempt_at, created_at, updated_at, last.status_code, last.error";
+
+/// Deliveries with their latest attempt (one index lookup a row), so that
+/// a history page needs one call.
+const DELIVERIES: &str = "deliveries LEFT JOIN LATERAL (
+         SELECT a.status_code, a.error FROM delivery_attempts a
+         WHERE a.delivery_id = deliveries.id ORDER BY a.attempted_at DESC, a.attempt DESC LIMIT 1
+     ) last ON true";
 
 /// A page of the tenant's deliveries, newest first.
 ///
@@ -223,7 +236,7 @@ pub async fn list_deliveries(
         .and_then(|c| Uuid::parse_str(&c.id).ok())
         .unwrap_or_default();
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+        "SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES}
          WHERE tenant_id = $1
            AND ($2::text IS NULL OR event_type = $2)
            AND ($3::timestamptz IS NULL OR created_at >= $3)
@@ -273,7 +286,9 @@ pub async fn get_delivery(
 ) -> DbResult<Option<DeliveryRow>> {
     let row = client
         .query_opt(
-            &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2"),
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE tenant_id = $1 AND id = $2"
+            ),
             &[&tenant_id, &id],
         )
         .await?;
@@ -292,7 +307,7 @@ pub async fn deliveries_of_event(
     let rows = client
         .query(
             &format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND event_id = $2
+                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE tenant_id = $1 AND event_id = $2
                  ORDER BY created_at, id"
             ),
             &[&tenant_id, &event_id],

@@ -283,3 +283,56 @@ async fn history_past_retention_is_pruned_and_the_rest_stays() {
     let kept = page(&api, &token, &format!("/v1/events/{recent}")).await;
     assert_eq!(kept["deliveries"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_request_shapes_and_one_call_history_rows() {
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with_body(503, "try later");
+    let (_, token) = api.create_tenant("acme").await;
+    // Without a name: named after the URL's host, numbered when taken.
+    let first = api
+        .create_webhook(
+            &token,
+            json!({"url": receiver.url("a"), "retry_attempts": 0}),
+        )
+        .await;
+    assert_eq!(first["name"], "127.0.0.1");
+    let second = api
+        .create_webhook(&token, json!({"url": receiver.url("b"), "active": false}))
+        .await;
+    assert_eq!(second["name"], "127.0.0.1-2");
+    assert_eq!(second["is_active"], false, "`active` is `is_active`");
+    let (status, named) = api
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&token),
+            Some(&json!({"name": "127.0.0.1", "url": receiver.url("c")})),
+        )
+        .await;
+    assert_eq!(status, 409, "a name given is not renamed: {named}");
+
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+    let id = first["id"].as_str().unwrap();
+    let rows = wait_until(WAIT, "the failed delivery", || async {
+        let p = page(&api, &token, &format!("/v1/deliveries?webhook={id}")).await;
+        (p["data"][0]["status"] == "failed").then_some(p)
+    })
+    .await;
+    // `webhook` filters like `webhook_id`, and each row carries its latest
+    // attempt: a history page needs one call.
+    assert_eq!(rows["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rows["data"][0]["webhook_id"], id);
+    assert_eq!(rows["data"][0]["last_status_code"], 503);
+    assert_eq!(rows["data"][0]["last_error"], "the endpoint answered 503");
+    let other = page(
+        &api,
+        &token,
+        &format!("/v1/deliveries?webhook={}", second["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(other["data"].as_array().unwrap().len(), 0);
+}

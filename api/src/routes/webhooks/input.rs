@@ -49,9 +49,10 @@ fn herald_sets(name: &str, taken: &[&str]) -> bool {
 
 /// A webhook's fields as sent to create (`name` and `url` required) or
 /// patch it (only what changes). Also accepted: `events` for
-/// `event_types`, `max_retries` for `retry_attempts`, `enabled` for
-/// `is_active`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// `event_types`, `max_retries` for `retry_attempts`, `enabled` or
+/// `active` for `is_active`. Created without a `name`, a webhook is named
+/// after its URL's host (`host-2`, `host-3`… when taken).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhookInput {
     name: Option<String>,
@@ -66,7 +67,7 @@ pub(super) struct WebhookInput {
     retry_attempts: Option<i64>,
     retry_backoff_seconds: Option<i64>,
     verify_ssl: Option<bool>,
-    #[serde(alias = "enabled")]
+    #[serde(alias = "enabled", alias = "active")]
     is_active: Option<bool>,
     /// Deliveries per second; an explicit `null` removes the limit.
     #[serde(default)]
@@ -92,7 +93,7 @@ pub(super) struct WebhookInput {
 }
 
 /// Signature schemes to switch; the fields absent stay as they are.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SigningInput {
     /// Standard Webhooks `v1` (HMAC-SHA256) in `webhook-signature`.
@@ -107,6 +108,28 @@ pub(super) struct SigningInput {
     /// Standard Webhooks `v1a` (ed25519); a key pair is made the first
     /// time, and its public key is shown as `signing.public_key`.
     ed25519: Option<bool>,
+}
+
+impl WebhookInput {
+    /// For a webhook created without a name: its URL's host, then
+    /// `host-2`, `host-3`… (`attempt` counts from 1). `None` when a name
+    /// was given, or the URL has no host (merge then names the problem).
+    pub(super) fn named_after_host(&self, attempt: u32) -> Option<Self> {
+        if self.name.is_some() {
+            return None;
+        }
+        let uri: axum::http::Uri = self.url.as_deref()?.trim().parse().ok()?;
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let name = if attempt == 1 {
+            host
+        } else {
+            format!("{host}-{attempt}")
+        };
+        Some(Self {
+            name: Some(name),
+            ..self.clone()
+        })
+    }
 }
 
 /// Collects every problem of an input, so one answer lists them all.

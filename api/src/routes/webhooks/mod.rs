@@ -58,6 +58,9 @@ fn managed(caller: Caller, id: Uuid) -> ApiResult<Uuid> {
     Ok(scope.tenant)
 }
 
+/// Names tried for a webhook named after its URL's host.
+const MAX_NAME_TRIES: u32 = 20;
+
 fn conflict(e: DbError) -> ApiError {
     match e {
         DbError::Conflict { .. } => {
@@ -79,14 +82,24 @@ async fn create_webhook(
     let scope = caller.scope()?;
     scope.manages(None)?;
     let tenant = scope.tenant;
-    let (fields, secret) = merge(&state, input, None)?;
     let client = state.pool.get().await?;
-    let webhook = webhooks::create(&client, tenant, &fields)
-        .await
-        .map_err(conflict)?;
-    let mut out = WebhookOut::from(webhook);
-    out.secret = secret;
-    Ok((StatusCode::CREATED, axum::Json(out)))
+    // Without a name: the URL's host, numbered while the tenant has it.
+    for attempt in 1..=MAX_NAME_TRIES {
+        let named = input.named_after_host(attempt);
+        let derived = named.is_some();
+        let (fields, secret) = merge(&state, named.unwrap_or_else(|| input.clone()), None)?;
+        match webhooks::create(&client, tenant, &fields).await {
+            Err(DbError::Conflict { .. }) if derived && attempt < MAX_NAME_TRIES => {}
+            created => {
+                let mut out = WebhookOut::from(created.map_err(conflict)?);
+                out.secret = secret;
+                return Ok((StatusCode::CREATED, axum::Json(out)));
+            }
+        }
+    }
+    Err(conflict(DbError::Conflict {
+        constraint: "webhooks_tenant_id_name_key".to_owned(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
