@@ -85,7 +85,7 @@ async fn a_webhook_failing_long_enough_is_disabled_and_the_tenant_hears_of_it() 
         ("HERALD__WORKER__BREAKER_THRESHOLD", "100"),
     ])
     .await;
-    let (api, _d, worker) = env.start_all().await;
+    let (api, dispatcher, worker) = env.start_all().await;
     let failing = Receiver::start().await;
     failing.respond_with(500);
     let watcher = Receiver::start().await;
@@ -190,7 +190,8 @@ async fn a_webhook_failing_long_enough_is_disabled_and_the_tenant_hears_of_it() 
         .await;
     assert_eq!(status, 200);
     assert!(w["disabled_reason"].is_null());
-    env.wait_config_seen(&[&worker]).await;
+    // The dispatcher matches it again and the worker sends to it.
+    env.wait_config_seen(&[&dispatcher, &worker]).await;
     let id = api
         .send_event(&token, json!({"event_type": "job.done", "data": {"n": 4}}))
         .await;
