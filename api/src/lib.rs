@@ -1,6 +1,7 @@
 //! Herald's HTTP API: tenants and tokens, webhooks, and event ingest
 //! (published to RabbitMQ with confirms before answering 202).
 
+pub mod announce;
 pub mod auth;
 pub mod console;
 pub mod error;

@@ -61,7 +61,7 @@ impl Application {
         if let Err(e) = watch.refresh(&pool).await {
             tracing::warn!(error.message = %e, "database unreachable at start; will retry on demand");
         }
-        let sender = Sender::new(&settings.security, &settings.worker)?;
+        let sender = Sender::new(&settings.security, &settings.worker, &settings.delivery)?;
         let frame_ancestors =
             crate::console::parse_frame_ancestors(&settings.api.portal_frame_ancestors)
                 .map_err(anyhow::Error::msg)?;

@@ -14,6 +14,7 @@ use deadpool_postgres::Pool;
 use crate::sender::{Attempt, Sender, WebhookConfig};
 use herald_shared::db::deliveries::{self, AttemptRecord, NewEvent};
 use herald_shared::db::{DbError, DbResult};
+use herald_shared::delivery::options::RetrySpacing;
 use herald_shared::delivery::retry::{self, Policy};
 use herald_shared::models::{DeliveryId, DeliveryStatus};
 
@@ -57,7 +58,7 @@ pub async fn deliver_now(
     let attempt = sender.send(&message, webhook, at, 1).await;
     let no_retry = Policy {
         retry_attempts: 0,
-        first_delay: Duration::ZERO,
+        spacing: RetrySpacing::Schedule { delays_ms: vec![] },
         max_delay: Duration::ZERO,
     };
     let decision = retry::decide(

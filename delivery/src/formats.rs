@@ -9,7 +9,13 @@
 //! * `elastic`: an Elastic Common Schema document (`@timestamp`,
 //!   `event.*`, `message`, the data under `herald.data`);
 //! * `custom`: a minijinja template over `id`, `type`, `timestamp`,
-//!   `tenant_id`, `webhook_id`, `severity`, `source` and `data`.
+//!   `tenant_id`, `webhook_id`, `severity`, `source`, `data`, and `event`
+//!   (every field the seeds' envelopes use: `event.timestamp_unix`…);
+//! * `vaultls`, `securebase`, `vaulytica`, `webnet`: the envelopes of
+//!   those systems (see [`seeds`]).
+
+mod seeds;
+pub use seeds::python_dumps;
 
 use std::sync::{Arc, LazyLock};
 
@@ -60,6 +66,10 @@ pub enum Renderer {
     Datadog,
     Elastic,
     Custom(Arc<CompiledTemplate>),
+    VaulTls,
+    SecureBase,
+    Vaulytica,
+    Webnet,
 }
 
 impl Renderer {
@@ -71,6 +81,10 @@ impl Renderer {
             Format::SplunkHec => Self::SplunkHec,
             Format::Datadog => Self::Datadog,
             Format::Elastic => Self::Elastic,
+            Format::VaulTls => Self::VaulTls,
+            Format::SecureBase => Self::SecureBase,
+            Format::Vaulytica => Self::Vaulytica,
+            Format::Webnet => Self::Webnet,
             Format::Custom => {
                 let custom = custom.ok_or_else(|| {
                     RenderError::Template("format custom needs a template".to_owned())
@@ -100,6 +114,10 @@ impl Renderer {
             Self::Datadog => serde_json::to_vec(&datadog(e)?)?,
             Self::Elastic => serde_json::to_vec(&elastic(e)?)?,
             Self::Custom(t) => t.render(e)?,
+            Self::VaulTls => serde_json::to_vec(&seeds::vaultls(e)?)?,
+            Self::SecureBase => serde_json::to_vec(&seeds::securebase(e)?)?,
+            Self::Vaulytica => seeds::vaulytica(e)?,
+            Self::Webnet => serde_json::to_vec(&seeds::webnet(e)?)?,
         })
     }
 }
@@ -333,15 +351,32 @@ impl CompiledTemplate {
     /// JSON content type.
     pub fn render(&self, e: &EventView<'_>) -> Result<Vec<u8>, RenderError> {
         let data = data_value(e)?;
+        let timestamp = e.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let event = minijinja::context! {
+            id => e.id,
+            type => e.event_type,
+            event => e.event_type,
+            event_type => e.event_type,
+            timestamp => &timestamp,
+            timestamp_unix => e.timestamp.timestamp(),
+            timestamp_ms => e.timestamp.timestamp_millis(),
+            timestamp_iso => e.timestamp.to_rfc3339_opts(SecondsFormat::Secs, true),
+            event_timestamp => e.timestamp.to_rfc3339_opts(SecondsFormat::Secs, true),
+            tenant_id => e.tenant_id.to_string(),
+            webhook_id => e.webhook_id.to_string(),
+            severity => e.severity.map(Severity::as_str),
+            source => e.source,
+        };
         let ctx = minijinja::context! {
             id => e.id,
             type => e.event_type,
-            timestamp => e.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+            timestamp => timestamp,
             tenant_id => e.tenant_id.to_string(),
             webhook_id => e.webhook_id.to_string(),
             severity => e.severity.map(Severity::as_str),
             source => e.source,
             data => minijinja::Value::from_serialize(&data),
+            event => event,
         };
         let mut out = Capped(Vec::new());
         self.env

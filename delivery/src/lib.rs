@@ -4,11 +4,14 @@
 //! POSTed through the guarded client ([`net_guard`]) by the [`sender`],
 //! and the result read against the retry policy ([`retry`]); [`direct`]
 //! makes one delivery now, outside the queues, through the same code.
+//! With `delivery.proxy_url` set, the client's requests go through the
+//! [`egress`] relay, which checks every target before the proxy sees it.
 //!
 //! A crate of its own so that the dispatcher, which sends nothing, links
 //! neither the template engine nor the HTTP client.
 
 pub mod direct;
+pub mod egress;
 pub mod formats;
 pub mod net_guard;
 pub mod outbound_auth;

@@ -12,6 +12,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
+use crate::egress::Egress;
 use herald_shared::runtime::config::SecuritySettings;
 
 /// IPv4 networks no webhook may reach unless
@@ -153,6 +154,11 @@ pub fn check_url(raw: &str, security: &SecuritySettings) -> Result<Url, &'static
 pub struct BlockedTarget(String);
 
 impl BlockedTarget {
+    /// The refusal of `host`, for the resolvers of this crate.
+    pub(crate) fn new(host: impl Into<String>) -> Self {
+        Self(host.into())
+    }
+
     /// The guard's refusal somewhere in an error's causes, if it is one.
     #[must_use]
     pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
@@ -190,25 +196,34 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// The delivery HTTP client: no redirects, no proxy, guarded resolution,
-/// connections kept alive. `verify_tls = false` builds the client used for
-/// webhooks that turned `verify_ssl` off (only when the server allows it).
+/// The delivery HTTP client: no redirects, guarded resolution, connections
+/// kept alive. `verify_tls = false` builds the client used for webhooks
+/// that turned `verify_ssl` off (only when the server allows it).
+///
+/// Without `egress` no proxy is used, whatever `HTTP(S)_PROXY` say. With
+/// it every request goes through that relay, which resolves and checks each
+/// target itself before it asks `delivery.proxy_url` for a tunnel to the
+/// checked address (the client then resolves nothing).
 ///
 /// # Errors
 /// The TLS backend cannot be initialised.
 pub fn delivery_client(
     security: &SecuritySettings,
     verify_tls: bool,
+    egress: Option<&Egress>,
 ) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .danger_accept_invalid_certs(!verify_tls);
+    builder = match egress {
+        Some(egress) => builder.proxy(egress.proxy()),
+        None => builder.no_proxy(),
+    };
     if !security.allow_private_targets {
         builder = builder.dns_resolver(Arc::new(GuardedResolver));
     }

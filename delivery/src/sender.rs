@@ -9,18 +9,21 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use url::Host;
 use uuid::Uuid;
 
+use crate::egress::{Egress, ResolveError, resolve_checked};
 use crate::formats::{EventView, Renderer};
 use crate::net_guard::{BlockedTarget, check_url, delivery_client, describe};
 use crate::outbound_auth::{AuthError, OutboundAuth, TokenCache};
 use crate::signing::{SigningKey, SigningOptions, WebhookSecret};
 use herald_shared::crypto::Sealer;
 use herald_shared::db::webhooks::Webhook;
+use herald_shared::delivery::options::RetrySpacing;
 pub use herald_shared::delivery::retry::Attempt;
 use herald_shared::delivery::retry::{self, Outcome};
 use herald_shared::models::DeliveryMessage;
-use herald_shared::runtime::config::{SecuritySettings, WorkerSettings};
+use herald_shared::runtime::config::{DeliverySettings, SecuritySettings, WorkerSettings};
 
 /// Characters of a response body kept with an attempt.
 const RESPONSE_CHARS: usize = 1000;
@@ -42,13 +45,15 @@ pub struct WebhookConfig {
     pub verify_ssl: bool,
     pub is_active: bool,
     pub retry_attempts: u32,
-    pub retry_backoff: Duration,
+    pub retry_spacing: RetrySpacing,
     /// Deliveries per second across all workers.
     pub rate_limit: Option<u32>,
     pub renderer: Renderer,
     pub signing: SigningOptions,
     /// The simple scheme's header, when the webhook names its own.
     pub signature_header: Option<HeaderName>,
+    /// The hex scheme's header, when `signing.hex` is on.
+    pub hex_header: Option<HeaderName>,
     /// Present when `signing.ed25519` is on.
     pub signing_key: Option<SigningKey>,
     /// The key before the last rotation and when it stops signing.
@@ -61,7 +66,7 @@ impl WebhookConfig {
     pub fn retry_policy(&self, max_delay: Duration) -> herald_shared::delivery::retry::Policy {
         herald_shared::delivery::retry::Policy {
             retry_attempts: self.retry_attempts,
-            first_delay: self.retry_backoff,
+            spacing: self.retry_spacing.clone(),
             max_delay,
         }
     }
@@ -140,6 +145,14 @@ impl WebhookConfig {
             ),
             None => None,
         };
+        let hex_header = if w.options.signing.hex {
+            Some(
+                HeaderName::from_bytes(w.options.signing.hex_header_name().as_bytes())
+                    .map_err(|e| LoadError::Options(format!("hex signature header: {e}")))?,
+            )
+        } else {
+            None
+        };
         let secret = open_secret(&w.secret_sealed)?;
         let previous_secret = match (&w.previous_secret_sealed, w.previous_secret_expires_at) {
             (Some(sealed), Some(until)) => Some((open_secret(sealed)?, until)),
@@ -167,6 +180,7 @@ impl WebhookConfig {
         if let Some((name, value)) = auth.as_ref().and_then(OutboundAuth::static_header) {
             headers.insert(name, value);
         }
+        let retry_spacing = w.retry_spacing();
         Ok(Self {
             id: w.id,
             tenant_id: w.tenant_id,
@@ -179,12 +193,11 @@ impl WebhookConfig {
             is_active: w.is_active,
             retry_attempts: u32::try_from(w.retry_attempts).unwrap_or(0),
             rate_limit: w.rate_limit.and_then(|r| u32::try_from(r).ok()),
-            retry_backoff: Duration::from_secs(
-                u64::try_from(w.retry_backoff_seconds).unwrap_or(60),
-            ),
+            retry_spacing,
             renderer,
             signing: w.options.signing,
             signature_header,
+            hex_header,
             signing_key,
             previous_signing_key,
             auth,
@@ -204,13 +217,32 @@ pub struct Sender {
     tokens: TokenCache,
     /// The `host` of `splunk_hec` bodies.
     splunk_host: String,
+    /// The relay to `delivery.proxy_url` both clients go through, when one
+    /// is set; held here so it runs as long as the clients that use it.
+    egress: Option<Egress>,
 }
 
 impl Sender {
+    /// The clients, and with `delivery.proxy_url` set the egress relay they
+    /// go through (started on the current Tokio runtime).
+    ///
     /// # Errors
-    /// A bad signature header name, or a TLS backend that cannot start.
-    pub fn new(security: &SecuritySettings, worker: &WorkerSettings) -> anyhow::Result<Self> {
+    /// A bad signature header name, an unusable proxy URL, or a TLS backend
+    /// that cannot start.
+    pub fn new(
+        security: &SecuritySettings,
+        worker: &WorkerSettings,
+        delivery: &DeliverySettings,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
+        use secrecy::ExposeSecret as _;
+        let egress = match &delivery.proxy_url {
+            Some(url) => Some(
+                Egress::start(url.expose_secret(), security.allow_private_targets)
+                    .context("starting the egress relay for delivery.proxy_url")?,
+            ),
+            None => None,
+        };
         Ok(Self {
             splunk_host: if worker.splunk_host.is_empty() {
                 crate::formats::HOST.clone()
@@ -219,11 +251,17 @@ impl Sender {
             },
             signature_header: HeaderName::from_bytes(worker.signature_header.as_bytes())
                 .context("worker.signature_header is not a valid header name")?,
-            client: delivery_client(security, true).context("building the HTTP client")?,
-            insecure_client: delivery_client(security, !security.allow_insecure_tls)
+            client: delivery_client(security, true, egress.as_ref())
                 .context("building the HTTP client")?,
+            insecure_client: delivery_client(
+                security,
+                !security.allow_insecure_tls,
+                egress.as_ref(),
+            )
+            .context("building the HTTP client")?,
             security: security.clone(),
             tokens: TokenCache::default(),
+            egress,
         })
     }
 
@@ -238,12 +276,35 @@ impl Sender {
     ) -> Attempt {
         // Checked again here: the settings may have tightened since the
         // webhook was saved. Host names are checked as they resolve.
-        if let Err(e) = check_url(&webhook.url, &self.security) {
-            return Attempt {
-                error: Some(format!("blocked: the URL {e}")),
-                outcome: Outcome::Blocked,
-                ..Attempt::default()
-            };
+        let url = match check_url(&webhook.url, &self.security) {
+            Ok(url) => url,
+            Err(e) => {
+                return Attempt {
+                    error: Some(format!("blocked: the URL {e}")),
+                    outcome: Outcome::Blocked,
+                    ..Attempt::default()
+                };
+            }
+        };
+        // Through the proxy the client resolves nothing itself: the name is
+        // resolved and checked here, so a refused target fails at once and
+        // never reaches the proxy (the relay checks again as it opens the
+        // tunnel, to the address it checked).
+        if self.egress.is_some()
+            && !self.security.allow_private_targets
+            && let Some(Host::Domain(host)) = url.host()
+        {
+            let port = url.port_or_known_default().unwrap_or(443);
+            if let Err(e) = resolve_checked(host, port, false).await {
+                return Attempt {
+                    error: Some(herald_shared::text::clean(&e.to_string()).into_owned()),
+                    outcome: match e {
+                        ResolveError::Blocked(_) => Outcome::Blocked,
+                        ResolveError::Lookup { .. } => Outcome::NetworkError,
+                    },
+                    ..Attempt::default()
+                };
+            }
         }
         let event = EventView {
             id: &m.event_id,
@@ -451,6 +512,9 @@ impl Sender {
                     .unwrap_or_else(|| self.signature_header.clone()),
                 webhook.secret.sign_sha256_hex(body),
             ));
+        }
+        if let Some(name) = &webhook.hex_header {
+            headers.push((name.clone(), webhook.secret.sign_hex(body)));
         }
         headers
     }

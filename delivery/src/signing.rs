@@ -3,8 +3,12 @@
 //! * Standard Webhooks: `webhook-signature: v1,<base64 HMAC-SHA256>` over
 //!   `"{id}.{timestamp}.{body}"`, keyed with the base64-decoded part of the
 //!   secret after `whsec_`. Any Standard Webhooks or Svix library verifies it.
-//! * The seeds' simpler scheme: `X-Webhook-Signature: sha256=<hex>` over the
-//!   body alone, keyed with the whole secret string (`whsec_…`) as UTF-8.
+//!   A secret the user chose in another form keys it with its UTF-8 bytes.
+//! * The simple scheme: `X-Webhook-Signature: sha256=<hex>` over the body
+//!   alone, keyed with the whole secret string (`whsec_…` included) as
+//!   UTF-8.
+//! * The hex scheme: the same HMAC as bare lowercase hex, no prefix, in a
+//!   header the webhook names.
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
@@ -18,12 +22,20 @@ type HmacSha256 = Hmac<Sha256>;
 
 const PREFIX: &str = "whsec_";
 
-/// A webhook's signing secret: `whsec_` + base64 of 24–64 bytes.
+/// Characters of a secret in a form of the user's own, at least.
+pub const MIN_OWN_SECRET_CHARS: usize = 16;
+/// Characters of any secret, at most.
+pub const MAX_SECRET_CHARS: usize = 256;
+
+/// A webhook's signing secret: `whsec_` + base64 of 24–64 bytes (Herald
+/// makes these), or a string of the user's own of 16–256 printable
+/// characters, used as given.
 #[derive(Clone)]
 pub struct WebhookSecret {
-    /// The secret as the user holds it (`whsec_…`).
+    /// The secret as the user holds it.
     text: String,
-    /// The decoded key bytes, the Standard Webhooks HMAC key.
+    /// The Standard Webhooks HMAC key: the decoded bytes of a `whsec_`
+    /// secret, the UTF-8 bytes of any other.
     key: Vec<u8>,
 }
 
@@ -35,11 +47,25 @@ impl std::fmt::Debug for WebhookSecret {
 
 impl WebhookSecret {
     /// # Errors
-    /// No `whsec_` prefix, bad base64, or a key outside 24–64 bytes.
+    /// A `whsec_` secret with bad base64 or a key outside 24–64 bytes; any
+    /// other shorter than 16 characters, longer than 256, or with a space
+    /// or a control character in it.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let encoded = text
-            .strip_prefix(PREFIX)
-            .ok_or("must start with 'whsec_'")?;
+        let Some(encoded) = text.strip_prefix(PREFIX) else {
+            let chars = text.chars().count();
+            if !(MIN_OWN_SECRET_CHARS..=MAX_SECRET_CHARS).contains(&chars) {
+                return Err(
+                    "must be 'whsec_' followed by base64, or a secret of your own of 16 to 256 characters",
+                );
+            }
+            if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("may not contain spaces or control characters");
+            }
+            return Ok(Self {
+                text: text.to_owned(),
+                key: text.as_bytes().to_vec(),
+            });
+        };
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| "must be 'whsec_' followed by standard base64")?;
@@ -83,9 +109,16 @@ impl WebhookSecret {
     /// `sha256=<hex>` for the `X-Webhook-Signature` header.
     #[must_use]
     pub fn sign_sha256_hex(&self, body: &[u8]) -> String {
+        format!("sha256={}", self.sign_hex(body))
+    }
+
+    /// The bare lowercase hex HMAC-SHA256 of the body, keyed with the whole
+    /// secret string.
+    #[must_use]
+    pub fn sign_hex(&self, body: &[u8]) -> String {
         let mut mac = hmac_with(self.text.as_bytes());
         mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// The `webhook-signature` value: this secret's signature, then those
@@ -292,8 +325,35 @@ mod tests {
 
     #[test]
     fn secrets_are_checked_and_generated() {
-        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        // Without the prefix, base64 is a secret of the user's own like any
+        // other string.
+        let bare = WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(bare.key, b"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+        // A secret of the user's own: used as given, for every scheme.
+        let own = WebhookSecret::parse("webhook-hmac-secret-key").unwrap();
+        assert_eq!(own.expose(), "webhook-hmac-secret-key");
+        let mut mac = HmacSha256::new_from_slice(b"webhook-hmac-secret-key").unwrap();
+        mac.update(b"{}");
+        let expected = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(own.sign_hex(b"{}"), expected);
+        assert_eq!(own.sign_sha256_hex(b"{}"), format!("sha256={expected}"));
+        let v1 = own.sign_v1("msg_1", 1_700_000_000, b"{}");
+        assert!(own.verify_v1("msg_1", 1_700_000_000, b"{}", &v1));
+        let mut mac = HmacSha256::new_from_slice(b"webhook-hmac-secret-key").unwrap();
+        mac.update(b"msg_1.1700000000.{}");
+        assert_eq!(
+            v1,
+            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        );
+        for bad in [
+            "your-secret-key",
+            "sixteen chars ok",
+            "tab\tinside-a-secret",
+            &"x".repeat(257),
+        ] {
+            assert!(WebhookSecret::parse(bad).is_err(), "{bad:?}");
+        }
         assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
         let generated = WebhookSecret::generate();
         assert!(generated.expose().starts_with("whsec_"));

@@ -82,7 +82,11 @@ impl Dispatcher {
             None => EventId::generate(),
         };
         let tenant_id = message.tenant_id;
-        let subscriptions = self.cache.get(tenant_id).await?;
+        let subscriptions = if event_type.is_operational() {
+            self.cache.uncached(tenant_id).await?
+        } else {
+            self.cache.get(tenant_id).await?
+        };
         if !subscriptions.exists {
             return Err(invalid(format!("unknown tenant {tenant_id}")));
         }
@@ -96,6 +100,11 @@ impl Dispatcher {
             // Never tell a webhook about itself: it is the one failing.
             if let Some(about) = about_webhook(&message.data) {
                 matching.retain(|w| *w != about);
+            }
+            // Herald's own events are kept only for someone listening: a
+            // tenant's history is its own events, not every edit it made.
+            if matching.is_empty() {
+                return Ok(());
             }
         }
         // An event the api already found beyond its tenant's share stays

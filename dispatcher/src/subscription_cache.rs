@@ -105,14 +105,29 @@ impl SubscriptionCache {
             Ok(hit) => return Ok(hit),
             Err(version) => version,
         };
+        let entry = Arc::new(self.load(tenant_id).await?);
+        self.cache.store(version, tenant_id, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// The tenant's subscriptions from the database, not cached: for
+    /// Herald's own events, which mostly follow a change to a webhook and
+    /// would otherwise cache the tenant as it stood a moment before the
+    /// next change (and the events its producer sends right after).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn uncached(&self, tenant_id: Uuid) -> DbResult<Arc<TenantSubscriptions>> {
+        self.load(tenant_id).await.map(Arc::new)
+    }
+
+    async fn load(&self, tenant_id: Uuid) -> DbResult<TenantSubscriptions> {
         let client = self.pool.get().await?;
         let (exists, subs) = tokio::try_join!(
             tenants::tenant_exists(&client, tenant_id),
             webhooks::active_subscriptions(&client, tenant_id)
         )?;
-        let entry = Arc::new(TenantSubscriptions::new(exists, subs));
-        self.cache.store(version, tenant_id, Arc::clone(&entry));
-        Ok(entry)
+        Ok(TenantSubscriptions::new(exists, subs))
     }
 }
 

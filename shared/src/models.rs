@@ -331,6 +331,10 @@ pub struct DeliveryMessage {
     /// A manual retry: sent whatever the delivery's status.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// A delivery that had failed, sent again: its success is announced as
+    /// `delivery.recovered`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reopened: bool,
 }
 
 fn first_attempt() -> i32 {

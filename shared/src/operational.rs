@@ -1,8 +1,16 @@
 //! Herald's own operational events, published into the tenant's event
-//! stream like any other: `webhook.disabled` when a webhook is switched off
-//! (410 Gone, or failing for too long) and `delivery.exhausted` when a
-//! delivery runs out of retries. They reach only webhooks that name them
-//! (`*` does not match them), never the webhook they are about.
+//! stream like any other:
+//!
+//! * `webhook.created`, `webhook.updated`, `webhook.deleted` when the API
+//!   changes a webhook, `webhook.enabled` when it is switched back on,
+//!   `webhook.secret_rotated` when its secret is replaced;
+//! * `webhook.disabled` when a webhook is switched off (by its tenant, a
+//!   410 Gone, or failing for too long);
+//! * `delivery.exhausted` when a delivery runs out of retries, and
+//!   `delivery.recovered` when a failed delivery, sent again, succeeds.
+//!
+//! They reach only webhooks that name them (`*` does not match them), never
+//! the webhook they are about.
 
 use chrono::{DateTime, Utc};
 use lapin::Channel;
@@ -18,7 +26,93 @@ use crate::models::{DeliveryMessage, EventMessage, Severity};
 pub const VIA_HERALD: &str = "herald";
 
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+pub const WEBHOOK_ENABLED: &str = "webhook.enabled";
+pub const WEBHOOK_CREATED: &str = "webhook.created";
+pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
 pub const DELIVERY_EXHAUSTED: &str = "delivery.exhausted";
+pub const DELIVERY_RECOVERED: &str = "delivery.recovered";
+
+/// What the webhook events say about the webhook (never a secret).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookFacts<'a> {
+    pub tenant_id: Uuid,
+    pub webhook_id: Uuid,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub event_types: &'a [String],
+    pub is_active: bool,
+}
+
+/// `webhook.created`, `webhook.updated`, `webhook.deleted` or
+/// `webhook.enabled` (`event_type`): the webhook as it now stands.
+#[must_use]
+pub fn webhook_changed(event_type: &str, w: &WebhookFacts<'_>, at: DateTime<Utc>) -> EventMessage {
+    message(
+        w.tenant_id,
+        event_type,
+        format!("{event_type}.{}.{}", w.webhook_id, Uuid::new_v4().simple()),
+        Severity::Info,
+        &json!({
+            "webhook_id": w.webhook_id,
+            "name": w.name,
+            "url": w.url,
+            "event_types": w.event_types,
+            "is_active": w.is_active,
+            "at": at,
+        }),
+    )
+}
+
+/// `webhook.secret_rotated`: when, and until when the previous secret
+/// still signs.
+#[must_use]
+pub fn secret_rotated(
+    tenant_id: Uuid,
+    webhook_id: Uuid,
+    previous_expires_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> EventMessage {
+    message(
+        tenant_id,
+        WEBHOOK_SECRET_ROTATED,
+        format!(
+            "{WEBHOOK_SECRET_ROTATED}.{webhook_id}.{}",
+            Uuid::new_v4().simple()
+        ),
+        Severity::Info,
+        &json!({
+            "webhook_id": webhook_id,
+            "rotated_at": at,
+            "previous_secret_expires_at": previous_expires_at,
+        }),
+    )
+}
+
+/// `delivery.recovered`: a delivery that had failed succeeded when sent
+/// again.
+#[must_use]
+pub fn delivery_recovered(
+    m: &DeliveryMessage,
+    attempts: i32,
+    status_code: Option<u16>,
+) -> EventMessage {
+    message(
+        m.tenant_id.get(),
+        DELIVERY_RECOVERED,
+        format!("{DELIVERY_RECOVERED}.{}.{attempts}", m.delivery_id),
+        Severity::Info,
+        &json!({
+            "delivery_id": m.delivery_id,
+            "webhook_id": m.webhook_id,
+            "event_id": m.event_id,
+            "event_type": m.event_type,
+            "attempts": attempts,
+            "status_code": status_code,
+        }),
+    )
+}
 
 fn message(
     tenant_id: Uuid,

@@ -14,6 +14,7 @@ mod hostile;
 mod process;
 mod proxy;
 mod receiver;
+mod tinyproxy;
 mod token_endpoint;
 mod wait;
 
@@ -23,5 +24,6 @@ pub use hostile::{Behaviour, HostileEndpoint};
 pub use process::{ChildProcess, free_port, workspace_binary};
 pub use proxy::Proxy;
 pub use receiver::{Received, Receiver};
+pub use tinyproxy::TinyProxy;
 pub use token_endpoint::{TokenEndpoint, TokenRequest};
 pub use wait::wait_until;

@@ -335,6 +335,15 @@ impl Worker {
             let tier = self.tier_for((due - Utc::now()).to_std().unwrap_or_default());
             self.park(out, m, tier).await?;
             self.metrics.retries_scheduled.inc();
+        } else if decision.status == DeliveryStatus::Success
+            && m.reopened
+            && !is_operational(&m.event_type)
+        {
+            let event = operational::delivery_recovered(m, attempt_number, attempt.status_code);
+            // Delivered either way; a lost announcement is logged.
+            if let Err(e) = operational::publish(out.channel, &self.topology, &event).await {
+                tracing::warn!(delivery_id = %m.delivery_id, error.message = %e, "could not publish delivery.recovered");
+            }
         } else if decision.exhausted {
             self.publish_exhausted(out, m, attempt).await?;
             self.metrics.deliveries_exhausted.inc();

@@ -30,7 +30,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
-    let sender = Sender::new(&settings.security, &settings.worker)?;
+    let sender = Sender::new(&settings.security, &settings.worker, &settings.delivery)?;
     let base = Base::start(&settings, settings.worker.listen, listener, &shutdown).await?;
     let rate = Arc::new(RateLimiter::new());
     let heartbeat = tokio::spawn({

@@ -66,10 +66,13 @@ async fn retry_delivery(
         return Err(ApiError::NotFound);
     }
     scope.writable()?;
-    if !deliveries::reopen(&client, tenant, id).await? {
+    let Some(was_failed) = deliveries::reopen(&client, tenant, id).await? else {
         return Err(ApiError::NotFound);
+    };
+    let mut messages = deliveries::messages_for(&client, &[id], true).await?;
+    for m in &mut messages {
+        m.reopened = was_failed;
     }
-    let messages = deliveries::messages_for(&client, &[id], true).await?;
     // Someone is waiting for this one.
     state
         .publisher
@@ -144,7 +147,10 @@ async fn recover_webhook(
         }
         // Reopened rows whose messages do not go out (the broker fails
         // here) are `retrying` and due: the dispatcher's sweeper sends them.
-        let messages = deliveries::messages_for(&client, &ids, false).await?;
+        let mut messages = deliveries::messages_for(&client, &ids, false).await?;
+        for m in &mut messages {
+            m.reopened = true;
+        }
         // A recovery may requeue thousands: behind everyone's live traffic.
         state
             .publisher

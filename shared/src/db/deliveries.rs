@@ -54,6 +54,7 @@ impl NewEvent<'_> {
             attempt: 1,
             due_at: None,
             manual: false,
+            reopened: false,
         }
     }
 }
@@ -477,27 +478,36 @@ pub async fn messages_for(
                 attempt: attempts + 1,
                 due_at: None,
                 manual,
+                reopened: false,
             })
         })
         .collect()
 }
 
 /// Makes one delivery of the tenant due now (a manual retry), reopening it
-/// if it had failed. Answers false when there is no such delivery.
+/// if it had failed. Answers whether it had failed, or `None` when there is
+/// no such delivery.
 ///
 /// # Errors
 /// A database error.
-pub async fn reopen(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> DbResult<bool> {
-    let n = client
-        .execute(
-            "UPDATE deliveries SET
-                 status = CASE WHEN status = 'failed' THEN 'retrying' ELSE status END,
+pub async fn reopen(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> DbResult<Option<bool>> {
+    let row = client
+        .query_opt(
+            "WITH old AS (
+                 SELECT id, status FROM deliveries WHERE id = $1 AND tenant_id = $2 FOR UPDATE)
+             UPDATE deliveries d SET
+                 status = CASE WHEN old.status = 'failed' THEN 'retrying' ELSE d.status END,
                  next_attempt_at = now(), updated_at = now()
-             WHERE id = $1 AND tenant_id = $2",
+             FROM old WHERE d.id = old.id
+             RETURNING old.status = 'failed'",
             &[&id, &tenant_id],
         )
         .await?;
-    Ok(n == 1)
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// Which failed deliveries of a webhook a recovery takes.

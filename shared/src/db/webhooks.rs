@@ -7,7 +7,7 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
-use crate::delivery::options::{AuthKind, CustomBody, Format, SigningOptions};
+use crate::delivery::options::{AuthKind, CustomBody, Format, RetrySpacing, SigningOptions};
 
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;
@@ -70,8 +70,8 @@ pub fn open_headers(
 
 /// A webhook's delivery options that are not secret (the `options`
 /// column): body format, signature schemes, which kind of outbound
-/// authentication is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// authentication is set, how retries are spaced.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct WebhookOptions {
     pub format: Format,
@@ -80,6 +80,10 @@ pub struct WebhookOptions {
     pub signing: SigningOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthKind>,
+    /// `None` for a webhook stored before spacing was chosen: doubling
+    /// from `retry_backoff_seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpacing>,
 }
 
 /// A webhook as stored (the secret sealed).
@@ -125,6 +129,17 @@ pub struct Webhook {
     pub previous_signing_key_sealed: Option<Vec<u8>>,
     pub previous_signing_key_expires_at: Option<DateTime<Utc>>,
     pub previous_public_key: Option<String>,
+}
+
+impl Webhook {
+    /// How its retries are spaced (doubling from `retry_backoff_seconds`
+    /// for a webhook stored before spacing was chosen).
+    #[must_use]
+    pub fn retry_spacing(&self) -> RetrySpacing {
+        self.options.retry.clone().unwrap_or_else(|| {
+            RetrySpacing::doubling(u64::try_from(self.retry_backoff_seconds).unwrap_or(60))
+        })
+    }
 }
 
 /// A webhook's columns, and its delivery counters from `webhook_stats`
@@ -202,6 +217,16 @@ pub struct WebhookFields {
     pub auth_sealed: Option<Vec<u8>>,
     pub signing_key_sealed: Option<Vec<u8>>,
     pub public_key: Option<String>,
+}
+
+impl WebhookFields {
+    /// How its retries are spaced (see [`Webhook::retry_spacing`]).
+    #[must_use]
+    pub fn retry_spacing(&self) -> RetrySpacing {
+        self.options.retry.clone().unwrap_or_else(|| {
+            RetrySpacing::doubling(u64::try_from(self.retry_backoff_seconds).unwrap_or(60))
+        })
+    }
 }
 
 impl WebhookFields {

@@ -16,6 +16,19 @@ pub enum Format {
     Datadog,
     Elastic,
     Custom,
+    /// VaulTLS's envelope: `event`, Unix `timestamp`, `tenant_id`,
+    /// `webhook_id`, `data`.
+    #[serde(rename = "vaultls")]
+    VaulTls,
+    /// SecureBase's envelope: `event`, `timestamp`, `data`.
+    #[serde(rename = "securebase")]
+    SecureBase,
+    /// Vaulytica's envelope (`timestamp`, `source`, `event_type`,
+    /// `severity`, `data`) as Python's `json.dumps(sort_keys=True)`.
+    Vaulytica,
+    /// webnet's envelope: `event_timestamp`, `event_type` and the data's
+    /// fields beside them.
+    Webnet,
 }
 
 /// The content type of every format but `custom`.
@@ -66,6 +79,26 @@ pub struct SigningOptions {
     /// Standard Webhooks `v1a` (ed25519) in `webhook-signature`, checked
     /// with the webhook's public key.
     pub ed25519: bool,
+    /// A bare lowercase hex HMAC-SHA256 of the body (no `sha256=`) in
+    /// `hex_header`.
+    pub hex: bool,
+    /// The hex scheme's header; [`DEFAULT_HEX_HEADER`] when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hex_header: Option<String>,
+}
+
+/// The hex scheme's header when the webhook names none.
+pub const DEFAULT_HEX_HEADER: &str = "x-signature";
+
+impl SigningOptions {
+    /// The hex scheme's header, lowercase.
+    #[must_use]
+    pub fn hex_header_name(&self) -> String {
+        self.hex_header
+            .as_deref()
+            .unwrap_or(DEFAULT_HEX_HEADER)
+            .to_ascii_lowercase()
+    }
 }
 
 impl Default for SigningOptions {
@@ -75,6 +108,64 @@ impl Default for SigningOptions {
             simple: true,
             simple_header: None,
             ed25519: false,
+            hex: false,
+            hex_header: None,
+        }
+    }
+}
+
+/// How a webhook's retries are spaced (the `retry` of its options). A
+/// webhook stored before spacing was chosen has none: its retries double
+/// from `retry_backoff_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RetrySpacing {
+    /// Retry `n` waits the `n`-th delay; past the end, the last repeats.
+    Schedule { delays_ms: Vec<u64> },
+    /// Retry `n` waits `first × base^(n-1)`, at most `max` when set; with
+    /// `jitter`, each delay is drawn from its upper half.
+    Exponential {
+        first_ms: u64,
+        base: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_ms: Option<u64>,
+        #[serde(default)]
+        jitter: bool,
+    },
+}
+
+/// The schedule users of Standard Webhooks expect (Svix's): after the
+/// first attempt, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h — about 28
+/// hours in all.
+pub const STANDARD_SCHEDULE_SECONDS: [u64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+
+impl RetrySpacing {
+    /// The default for a new webhook: [`STANDARD_SCHEDULE_SECONDS`].
+    #[must_use]
+    pub fn standard() -> Self {
+        Self::Schedule {
+            delays_ms: STANDARD_SCHEDULE_SECONDS.iter().map(|s| s * 1000).collect(),
+        }
+    }
+
+    /// What a webhook stored before spacing was chosen does: doubling from
+    /// its `retry_backoff_seconds`.
+    #[must_use]
+    pub fn doubling(first_seconds: u64) -> Self {
+        Self::Exponential {
+            first_ms: first_seconds.saturating_mul(1000),
+            base: 2.0,
+            max_ms: None,
+            jitter: false,
+        }
+    }
+
+    /// The delay before the first retry.
+    #[must_use]
+    pub fn first_ms(&self) -> u64 {
+        match self {
+            Self::Schedule { delays_ms } => delays_ms.first().copied().unwrap_or_default(),
+            Self::Exponential { first_ms, .. } => *first_ms,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::delivery::options::RetrySpacing;
 use crate::models::DeliveryStatus;
 
 /// What one HTTP attempt came to.
@@ -81,8 +82,9 @@ pub struct Decision {
 
 /// Decides, after attempt number `attempt` (1-based) made at
 /// `attempted_at`, the delivery's new status, when it is due again, and
-/// whether its retries ran out. `jitter` in [-1, 1] spreads a backoff by up
-/// to ±10 %. Pure: everything it depends on is an argument.
+/// whether its retries ran out. `jitter` in [-1, 1] places a jittered
+/// delay (see [`Policy::next_delay`]). Pure: everything it depends on is an
+/// argument.
 #[must_use]
 pub fn decide(
     outcome: Outcome,
@@ -143,30 +145,62 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 }
 
 /// The webhook's retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Retries after the first attempt (0–10).
     pub retry_attempts: u32,
-    /// The first delay; each later one doubles it.
-    pub first_delay: Duration,
+    /// How the retries are spaced.
+    pub spacing: RetrySpacing,
     /// No delay is longer than this, `Retry-After` included.
     pub max_delay: Duration,
 }
 
 impl Policy {
     /// The delay before retry number `retry` (1-based), before jitter:
-    /// `first × 2^(retry-1)`, capped.
+    /// the schedule's entry (the last repeating), or `first × base^(retry-1)`
+    /// within the webhook's own cap; always within `max_delay`.
     #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(30));
-        self.first_delay.saturating_mul(factor).min(self.max_delay)
+        let index = usize::try_from(retry.saturating_sub(1)).unwrap_or(usize::MAX);
+        let ms = match &self.spacing {
+            RetrySpacing::Schedule { delays_ms } => delays_ms
+                .get(index)
+                .or(delays_ms.last())
+                .copied()
+                .unwrap_or_default(),
+            RetrySpacing::Exponential {
+                first_ms,
+                base,
+                max_ms,
+                ..
+            } => {
+                let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
+                // Non-finite or huge products saturate at the cap.
+                #[allow(clippy::cast_precision_loss)]
+                let grown = *first_ms as f64 * base.powi(exponent);
+                let cap = max_ms.unwrap_or(u64::MAX);
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss
+                )]
+                if grown.is_finite() && grown < cap as f64 {
+                    grown.max(0.0) as u64
+                } else {
+                    cap
+                }
+            }
+        };
+        Duration::from_millis(ms).min(self.max_delay)
     }
 
     /// After attempt number `attempt` failed in a retryable way: how long
-    /// to wait, or `None` when the retries are spent. `jitter` in [-1, 1]
-    /// spreads the delay by up to ±10 % so that deliveries failed together
-    /// do not all come back together; `Retry-After` is honoured as given
-    /// (within the cap).
+    /// to wait, or `None` when the retries are spent. `Retry-After` is
+    /// honoured as given (within `max_delay`). `jitter` in [-1, 1] picks
+    /// where in its upper half an exponential delay with `jitter` on falls
+    /// (from half the delay at -1 to all of it at 1), so that deliveries
+    /// failed together do not all come back together; other delays are
+    /// taken as they are.
     #[must_use]
     pub fn next_delay(
         &self,
@@ -181,8 +215,13 @@ impl Policy {
             return Some(after.min(self.max_delay));
         }
         let base = self.backoff(attempt);
-        let spread = base.as_secs_f64() * 0.1 * jitter.clamp(-1.0, 1.0);
-        Some(Duration::from_secs_f64((base.as_secs_f64() + spread).max(0.0)).min(self.max_delay))
+        match self.spacing {
+            RetrySpacing::Exponential { jitter: true, .. } => {
+                let share = 0.75 + 0.25 * jitter.clamp(-1.0, 1.0);
+                Some(base.mul_f64(share))
+            }
+            _ => Some(base),
+        }
     }
 }
 
@@ -273,19 +312,27 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
+    fn exponential(first: u64, base: f64, max: Option<u64>, jitter: bool) -> RetrySpacing {
+        RetrySpacing::Exponential {
+            first_ms: first * 1000,
+            base,
+            max_ms: max.map(|m| m * 1000),
+            jitter,
+        }
+    }
+
     #[test]
-    fn backoff_doubles_with_jitter_and_stops_at_the_budget() {
+    fn exponential_backoff_grows_by_its_base_and_stops_at_the_budget() {
         let p = Policy {
             retry_attempts: 3,
-            first_delay: S(60),
+            spacing: exponential(60, 2.0, None, false),
             max_delay: S(150),
         };
         assert_eq!(p.next_delay(1, None, 0.0), Some(S(60)));
         assert_eq!(p.next_delay(2, None, 0.0), Some(S(120)));
         assert_eq!(p.next_delay(3, None, 0.0), Some(S(150)), "capped");
         assert_eq!(p.next_delay(4, None, 0.0), None, "three retries spent");
-        assert_eq!(p.next_delay(1, None, 1.0), Some(S(66)));
-        assert_eq!(p.next_delay(1, None, -1.0), Some(S(54)));
+        assert_eq!(p.next_delay(1, None, 1.0), Some(S(60)), "no jitter asked");
         assert_eq!(
             p.next_delay(1, Some(S(2)), 1.0),
             Some(S(2)),
@@ -298,10 +345,87 @@ mod tests {
         );
         let none = Policy {
             retry_attempts: 0,
-            ..p
+            ..p.clone()
         };
         assert_eq!(none.next_delay(1, None, 0.0), None);
         assert_eq!(p.backoff(40), S(150), "no overflow");
+        assert_eq!(p.backoff(u32::MAX), S(150), "no overflow");
+
+        let tripling = Policy {
+            retry_attempts: 10,
+            spacing: exponential(1, 3.0, Some(20), false),
+            max_delay: S(3600),
+        };
+        let delays: Vec<_> = (1..=5).map(|n| tripling.backoff(n)).collect();
+        assert_eq!(
+            delays,
+            [S(1), S(3), S(9), S(20), S(20)],
+            "the webhook's own cap"
+        );
+    }
+
+    #[test]
+    fn jitter_draws_from_the_upper_half_as_vaulytica_documents() {
+        // Vaulytica: initial 1 s, base 2, max 60 s; with jitter attempt 3
+        // waits 2–4 s and attempt 7 30–60 s.
+        let p = Policy {
+            retry_attempts: 7,
+            spacing: exponential(1, 2.0, Some(60), true),
+            max_delay: S(86_400),
+        };
+        assert_eq!(p.next_delay(3, None, -1.0), Some(S(2)));
+        assert_eq!(p.next_delay(3, None, 1.0), Some(S(4)));
+        assert_eq!(p.next_delay(3, None, 0.0), Some(S(3)));
+        assert_eq!(p.next_delay(7, None, -1.0), Some(S(30)));
+        assert_eq!(p.next_delay(7, None, 1.0), Some(S(60)));
+        for j in [-1.0, -0.3, 0.0, 0.6, 1.0, 7.0, -7.0] {
+            let d = p.next_delay(5, None, j).unwrap();
+            assert!((S(8)..=S(16)).contains(&d), "{j}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_is_taken_as_given_and_its_last_delay_repeats() {
+        let standard = Policy {
+            retry_attempts: 7,
+            spacing: RetrySpacing::standard(),
+            max_delay: S(86_400),
+        };
+        let delays: Vec<_> = (1..=7)
+            .map(|n| standard.next_delay(n, None, 1.0).unwrap())
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                S(5),
+                S(300),
+                S(1800),
+                S(7200),
+                S(18_000),
+                S(36_000),
+                S(36_000)
+            ]
+        );
+        let total: Duration = delays.iter().sum();
+        assert_eq!(total, S(27 * 3600 + 35 * 60 + 5), "about 28 hours");
+        assert_eq!(standard.next_delay(8, None, 0.0), None);
+
+        let longer = Policy {
+            retry_attempts: 9,
+            ..standard.clone()
+        };
+        assert_eq!(longer.next_delay(9, None, 0.0), Some(S(36_000)));
+        let capped = Policy {
+            max_delay: S(3600),
+            ..standard
+        };
+        assert_eq!(capped.next_delay(6, None, 0.0), Some(S(3600)));
+        let empty = Policy {
+            retry_attempts: 2,
+            spacing: RetrySpacing::Schedule { delays_ms: vec![] },
+            max_delay: S(60),
+        };
+        assert_eq!(empty.next_delay(1, None, 0.0), Some(S(0)));
     }
 
     #[test]
@@ -323,11 +447,18 @@ mod tests {
     mod decide {
         use super::super::*;
 
-        const POLICY: Policy = Policy {
-            retry_attempts: 2,
-            first_delay: Duration::from_secs(60),
-            max_delay: Duration::from_secs(3600),
-        };
+        fn policy() -> Policy {
+            Policy {
+                retry_attempts: 2,
+                spacing: RetrySpacing::Exponential {
+                    first_ms: 60_000,
+                    base: 2.0,
+                    max_ms: None,
+                    jitter: true,
+                },
+                max_delay: Duration::from_secs(3600),
+            }
+        }
 
         fn at() -> DateTime<Utc> {
             DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -348,7 +479,7 @@ mod tests {
                 outcome,
                 code,
                 retry_after.map(Duration::from_secs),
-                &POLICY,
+                &policy(),
                 attempt,
                 at(),
                 jitter,
@@ -366,22 +497,22 @@ mod tests {
 
         #[test]
         fn a_retryable_failure_waits_the_backoff_with_its_jitter() {
-            let x = d(Outcome::HttpError, Some(503), None, 1, 0.0);
+            let x = d(Outcome::HttpError, Some(503), None, 1, 1.0);
             assert_eq!(
                 (x.status, x.next_attempt_at),
                 (DeliveryStatus::Retrying, after(60))
             );
             assert_eq!(
-                d(Outcome::HttpError, Some(503), None, 2, 0.0).next_attempt_at,
+                d(Outcome::HttpError, Some(503), None, 2, 1.0).next_attempt_at,
                 after(120)
             );
             assert_eq!(
-                d(Outcome::Timeout, None, None, 1, 1.0).next_attempt_at,
-                after(66)
+                d(Outcome::Timeout, None, None, 1, 0.0).next_attempt_at,
+                after(45)
             );
             assert_eq!(
                 d(Outcome::NetworkError, None, None, 1, -1.0).next_attempt_at,
-                after(54)
+                after(30)
             );
         }
 

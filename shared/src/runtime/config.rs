@@ -27,6 +27,9 @@ pub struct Settings {
     pub dispatcher: DispatcherSettings,
     pub worker: WorkerSettings,
     pub security: SecuritySettings,
+    /// The section may be left out: nothing in it is required.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
     pub retention: RetentionSettings,
     pub fairness: FairnessSettings,
     pub log: LogSettings,
@@ -162,6 +165,61 @@ pub struct SecuritySettings {
     pub encryption_key: Option<SecretString>,
 }
 
+/// How deliveries leave the network.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeliverySettings {
+    /// An HTTP proxy (`http://[user:pass@]host:port`) every delivery goes
+    /// through, tunnelled with CONNECT to the address Herald resolved and
+    /// checked; unset (or empty): deliveries connect directly. It may carry
+    /// credentials, so it is kept secret and never logged.
+    #[serde(default, deserialize_with = "non_empty_secret")]
+    pub proxy_url: Option<SecretString>,
+}
+
+impl DeliverySettings {
+    /// Checks `proxy_url`: http, with a host and an explicit port. The
+    /// error never quotes the URL (it may carry credentials).
+    fn validate(&self) -> anyhow::Result<()> {
+        let Some(raw) = &self.proxy_url else {
+            return Ok(());
+        };
+        let raw = raw.expose_secret().trim();
+        let usable = url::Url::parse(raw)
+            .is_ok_and(|u| u.scheme() == "http" && u.host_str().is_some_and(|h| !h.is_empty()))
+            && has_explicit_port(raw);
+        if !usable {
+            bail!(
+                "delivery.proxy_url must be an http:// URL with a host and a port, such as http://user:pass@proxy.internal:3128"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL's authority ends in `:<port>` (`Url` forgets a port that
+/// is the scheme's default, so the text is read).
+fn has_explicit_port(raw: &str) -> bool {
+    let rest = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    host_port.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (!host.starts_with('[') || host.ends_with(']'))
+    })
+}
+
+/// An optional secret where an empty string means none (so
+/// `HERALD__DELIVERY__PROXY_URL=` turns the proxy off).
+fn non_empty_secret<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SecretString>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text
+        .filter(|t| !t.trim().is_empty())
+        .map(SecretString::from))
+}
+
 /// Fair scheduling between tenants (the shaper in `amqp::fairness`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FairnessSettings {
@@ -271,6 +329,7 @@ impl Settings {
         {
             bail!("api.admin_token must be at least 16 characters");
         }
+        self.delivery.validate()?;
         Ok(())
     }
 }
@@ -445,6 +504,51 @@ mod tests {
         assert!(Settings::load_from(&env(&[("HERALD__WORKER__CONCURRENCY", "many")])).is_err());
         assert!(Settings::load_from(&env(&[("HERALD__AMQP__PREFIX", "a b")])).is_err());
         assert!(Settings::load_from(&env(&[("HERALD__AMQP__RETRY_TIERS", "5x")])).is_err());
+    }
+
+    #[test]
+    fn the_delivery_proxy_is_off_by_default_and_checked_when_set() {
+        assert!(
+            Settings::load_from(&env(&[]))
+                .unwrap()
+                .delivery
+                .proxy_url
+                .is_none()
+        );
+        assert!(
+            Settings::load_from(&env(&[("HERALD__DELIVERY__PROXY_URL", "")]))
+                .unwrap()
+                .delivery
+                .proxy_url
+                .is_none()
+        );
+        for good in [
+            "http://proxy.internal:3128",
+            "http://user:p%40ss@proxy.internal:3128/",
+            "http://10.0.0.7:8080",
+            "http://[fd00::7]:3128",
+            "http://proxy.internal:80",
+        ] {
+            let s = Settings::load_from(&env(&[("HERALD__DELIVERY__PROXY_URL", good)]))
+                .unwrap_or_else(|e| panic!("{good}: {e:#}"));
+            assert_eq!(s.delivery.proxy_url.unwrap().expose_secret(), good);
+        }
+        for bad in [
+            "https://proxy.internal:3128",
+            "socks5://proxy.internal:1080",
+            "http://proxy.internal",
+            "http://user:secret@proxy.internal",
+            "http://[fd00::7]",
+            "http://:3128",
+            "proxy.internal:3128",
+            "not a url",
+        ] {
+            let e =
+                Settings::load_from(&env(&[("HERALD__DELIVERY__PROXY_URL", bad)])).expect_err(bad);
+            let text = format!("{e:#}");
+            assert!(text.contains("delivery.proxy_url"), "{bad}: {text}");
+            assert!(!text.contains("secret"), "{bad}: {text}");
+        }
     }
 
     #[test]

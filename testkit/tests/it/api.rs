@@ -130,8 +130,15 @@ async fn webhooks_can_be_created_listed_read_patched_and_deleted() {
         created["event_types"],
         json!(["invoice.*", "order.created"])
     );
+    // Standard Webhooks' schedule by default, its first `max_retries`
+    // delays used.
     assert_eq!(created["retry_attempts"], 3);
-    assert_eq!(created["retry_backoff_seconds"], 60);
+    assert_eq!(created["retry_backoff_seconds"], 5);
+    assert_eq!(
+        created["retry_schedule"],
+        json!(["5s", "5m", "30m", "2h", "5h", "10h", "10h"])
+    );
+    assert_eq!(created["jitter"], Value::Null);
     assert_eq!(created["timeout_seconds"], 30);
     assert_eq!(created["is_active"], true);
     assert_eq!(created["verify_ssl"], true);
@@ -163,7 +170,10 @@ async fn webhooks_can_be_created_listed_read_patched_and_deleted() {
     assert_eq!(second["secret"], given);
     assert_eq!(second["event_types"], json!(["*"]));
     assert_eq!(second["timeout_seconds"], 10);
-    assert_eq!(second["retry_attempts"], 5);
+    assert_eq!(
+        second["retry_attempts"], 7,
+        "the standard schedule's length"
+    );
 
     // Names are unique within the tenant.
     let (status, body) = api
@@ -287,6 +297,60 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
             r#"{"name": "x", "url": "http://127.0.0.1:9/", "retry_attempts": 11}"#,
             422,
             vec!["retry_attempts"],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/",
+                "retry_schedule": ["1m", "soon", -3, "400h", 1e300]}"#,
+            422,
+            vec![
+                "retry_schedule[1]",
+                "retry_schedule[2]",
+                "retry_schedule[3]",
+                "retry_schedule[4]",
+            ],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/", "retry_schedule": []}"#,
+            422,
+            vec!["retry_schedule"],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/",
+                "retry_schedule": ["1s","1s","1s","1s","1s","1s","1s","1s","1s","1s","1s"]}"#,
+            422,
+            vec!["retry_schedule"],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/", "retry_schedule": ["1m"], "jitter": true}"#,
+            422,
+            vec!["retry_schedule"],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/", "retry_backoff_seconds": 0,
+                "exponential_base": 0.5, "max_delay_seconds": 1e9}"#,
+            422,
+            vec![
+                "retry_backoff_seconds",
+                "exponential_base",
+                "max_delay_seconds",
+            ],
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            r#"{"name": "x", "url": "http://127.0.0.1:9/", "retry_schedule": "1m"}"#,
+            422,
+            vec!["retry_schedule"],
         ),
         (
             Method::POST,

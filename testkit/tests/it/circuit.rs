@@ -242,3 +242,136 @@ async fn producers_cannot_send_herald_s_own_event_types() {
     );
     assert_eq!(env.count("SELECT count(*) FROM events").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_to_a_webhook_and_a_recovered_delivery_is_announced() {
+    let env = TestEnv::new().await;
+    let (api, dispatcher, worker) = env.start_all().await;
+    let watcher = Receiver::start().await;
+    let endpoint = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let watcher_hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "watcher", "url": watcher.url("w"), "event_types": ["webhook.*", "delivery.*"]}),
+        )
+        .await;
+    let watcher_id = watcher_hook["id"].as_str().unwrap().to_owned();
+
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "h", "url": endpoint.url("h"), "retry_attempts": 0,
+                   "event_types": ["job.*"]}),
+        )
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/webhooks/{id}");
+    let call = |method: Method, path: String, body: Option<serde_json::Value>| {
+        let (api, token) = (&api, &token);
+        async move {
+            let (status, answer) = api.call(method, &path, Some(token), body.as_ref()).await;
+            assert!(status.is_success(), "{path}: {status} {answer}");
+            answer
+        }
+    };
+    call(
+        Method::PATCH,
+        path.clone(),
+        Some(json!({"description": "billing"})),
+    )
+    .await;
+    call(Method::PATCH, path.clone(), Some(json!({"enabled": false}))).await;
+    call(Method::PATCH, path.clone(), Some(json!({"enabled": true}))).await;
+    call(Method::POST, format!("{path}/rotate-secret"), None).await;
+
+    // A delivery that fails, then succeeds when sent again: recovered.
+    env.wait_config_seen(&[&dispatcher, &worker]).await;
+    endpoint.respond_with(500);
+    api.send_event(&token, json!({"event_type": "job.done", "data": {}}))
+        .await;
+    let delivery = wait_until(WAIT, "the delivery to fail", || async {
+        env.db()
+            .await
+            .query_opt(
+                "SELECT id FROM deliveries WHERE status = 'failed' AND webhook_id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, uuid::Uuid>(0))
+    })
+    .await;
+    endpoint.respond_with(200);
+    call(
+        Method::POST,
+        format!("/v1/deliveries/{delivery}/retry"),
+        None,
+    )
+    .await;
+    wait_until(WAIT, "the retry to succeed", || async {
+        (endpoint.requests().len() == 2).then_some(())
+    })
+    .await;
+    // A success sent again is not a recovery.
+    call(
+        Method::POST,
+        format!("/v1/deliveries/{delivery}/retry"),
+        None,
+    )
+    .await;
+    wait_until(WAIT, "the resend", || async {
+        (endpoint.requests().len() == 3).then_some(())
+    })
+    .await;
+    call(Method::DELETE, path.clone(), None).await;
+
+    let expected = [
+        "webhook.created",
+        "webhook.updated",
+        "webhook.updated",
+        "webhook.disabled",
+        "webhook.updated",
+        "webhook.enabled",
+        "webhook.secret_rotated",
+        "delivery.exhausted",
+        "delivery.recovered",
+        "webhook.deleted",
+    ];
+    let got = wait_until(WAIT, "every announcement", || async {
+        let got = watcher.requests();
+        (got.len() >= expected.len()).then_some(got)
+    })
+    .await;
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| r.header("x-herald-event").unwrap().to_owned())
+        .collect();
+    let mut wanted: Vec<String> = expected.iter().map(|t| (*t).to_owned()).collect();
+    types.sort();
+    wanted.sort();
+    assert_eq!(types, wanted, "each once, nothing else");
+    for r in &got {
+        let body = r.json();
+        assert_eq!(body["source"], "herald");
+        assert_eq!(body["data"]["webhook_id"], id.as_str(), "{body}");
+        assert_ne!(body["data"]["webhook_id"], watcher_id.as_str());
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(!text.contains("whsec_"), "never a secret: {text}");
+    }
+    let created = got
+        .iter()
+        .find(|r| r.header("x-herald-event") == Some("webhook.created"))
+        .unwrap()
+        .json();
+    assert_eq!(created["data"]["url"], endpoint.url("h"));
+    assert_eq!(created["data"]["event_types"], json!(["job.*"]));
+    let recovered = got
+        .iter()
+        .find(|r| r.header("x-herald-event") == Some("delivery.recovered"))
+        .unwrap()
+        .json();
+    assert_eq!(recovered["data"]["delivery_id"], delivery.to_string());
+    assert_eq!(recovered["data"]["status_code"], 200);
+    assert_eq!(recovered["data"]["attempts"], 2);
+}

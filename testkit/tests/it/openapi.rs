@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/webhooks"),
     ("get", "/v1/webhooks/{id}"),
     ("patch", "/v1/webhooks/{id}"),
+    ("put", "/v1/webhooks/{id}"),
     ("delete", "/v1/webhooks/{id}"),
     ("post", "/v1/webhooks/{id}/test"),
     ("post", "/v1/webhooks/{id}/rotate-secret"),
@@ -113,6 +114,36 @@ async fn the_document_covers_every_route_and_resolves() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // The seeds' request shapes: the retry forms are fields, the other
+    // names they use are documented as accepted.
+    let input = &doc["components"]["schemas"]["WebhookInput"];
+    for field in [
+        "retry_schedule",
+        "retry_backoff_seconds",
+        "exponential_base",
+        "max_delay_seconds",
+        "jitter",
+    ] {
+        assert!(input["properties"][field].is_object(), "{field} in {input}");
+    }
+    assert!(input["properties"]["signing"].is_object());
+    let described = input["description"].as_str().unwrap_or_default();
+    for alias in [
+        "`events`",
+        "`max_retries`",
+        "`enabled`",
+        "`active`",
+        "`retry_backoff`",
+        "`initial_delay`",
+        "`max_delay`",
+    ] {
+        assert!(described.contains(alias), "{alias} in {described}");
+    }
+    let formats = doc["components"]["schemas"]["Format"].to_string();
+    for format in ["vaultls", "securebase", "vaulytica", "webnet"] {
+        assert!(formats.contains(format), "{format} in {formats}");
+    }
 
     // Every problem answer is documented as application/problem+json, and
     // each status the api really gives is listed where it can happen.

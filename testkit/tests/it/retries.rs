@@ -6,7 +6,7 @@ use std::time::Duration;
 use herald_testkit::{Receiver, TestEnv, wait_until};
 use lapin::options::{BasicGetOptions, QueuePurgeOptions};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -483,4 +483,113 @@ async fn redirects_are_failures_and_never_followed() {
         .unwrap()
         .get(0);
     assert_eq!(first, Some(302));
+}
+
+/// The gaps between the attempts a receiver got, in seconds.
+fn gaps(got: &[herald_testkit::Received]) -> Vec<f64> {
+    got.windows(2).map(|w| gap(&w[0], &w[1])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_retry_shapes_space_retries_as_asked_and_the_default_is_the_standard_schedule() {
+    let env = TestEnv::new().await;
+    let (api, _d, _w) = env.start_all().await;
+    let (scheduled, exponential, standard) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    for r in [&scheduled, &exponential, &standard] {
+        r.respond_with(503);
+    }
+    let (_, token) = api.create_tenant("acme").await;
+    // SecureBase's form: an explicit schedule, one retry per entry.
+    let s = api
+        .create_webhook(
+            &token,
+            json!({"name": "scheduled", "url": scheduled.url("s"), "retry_schedule": ["1s", 2]}),
+        )
+        .await;
+    assert_eq!(s["retry_attempts"], 2);
+    assert_eq!(s["retry_schedule"], json!(["1s", "2s"]));
+    // Vaulytica's and webnet's names: tripling from 1 s, capped at 2 s.
+    let e = api
+        .create_webhook(
+            &token,
+            json!({"name": "exponential", "url": exponential.url("e"), "retry_backoff": 1,
+                   "exponential_base": 3, "max_delay": 2, "jitter": false, "max_retries": 3}),
+        )
+        .await;
+    assert_eq!(
+        (&e["retry_backoff_seconds"], &e["exponential_base"]),
+        (&json!(1), &json!(3.0))
+    );
+    assert_eq!(
+        (&e["max_delay_seconds"], &e["jitter"], &e["retry_schedule"]),
+        (&json!(2), &json!(false), &Value::Null)
+    );
+    api.create_webhook(
+        &token,
+        json!({"name": "standard", "url": standard.url("d")}),
+    )
+    .await;
+    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+        .await;
+
+    // The default: the first retry is due 5 s after the first attempt.
+    let due = wait_until(WAIT, "the default delivery to be retrying", || async {
+        env.db()
+            .await
+            .query_opt(
+                "SELECT extract(epoch FROM d.next_attempt_at - a.attempted_at)::float8 \
+                 FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                 JOIN delivery_attempts a ON a.delivery_id = d.id \
+                 WHERE w.name = 'standard' AND d.status = 'retrying' AND a.attempt = 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, f64>(0))
+    })
+    .await;
+    assert!((4.9..=5.5).contains(&due), "due after 5 s, was {due:.2}");
+
+    let failed = |name: &'static str| {
+        let env = &env;
+        async move {
+            let row = env
+                .db()
+                .await
+                .query_opt(
+                    "SELECT d.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                     WHERE w.name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            row.is_some_and(|r| r.get::<_, String>(0) == "failed")
+                .then_some(())
+        }
+    };
+    wait_until(WAIT, "the scheduled delivery to be exhausted", || {
+        failed("scheduled")
+    })
+    .await;
+    wait_until(WAIT, "the exponential delivery to be exhausted", || {
+        failed("exponential")
+    })
+    .await;
+    let g = gaps(&scheduled.requests());
+    assert_eq!(g.len(), 2, "two retries: {g:?}");
+    assert!((0.9..=2.0).contains(&g[0]), "1 s, was {:.2}", g[0]);
+    assert!((1.9..=3.2).contains(&g[1]), "2 s, was {:.2}", g[1]);
+    let g = gaps(&exponential.requests());
+    assert_eq!(g.len(), 3, "three retries: {g:?}");
+    assert!((0.9..=2.0).contains(&g[0]), "1 s, was {:.2}", g[0]);
+    for later in &g[1..] {
+        assert!(
+            (1.9..=3.2).contains(later),
+            "3 s capped at 2 s, was {later:.2}"
+        );
+    }
 }

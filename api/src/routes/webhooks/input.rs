@@ -10,8 +10,10 @@ use herald_delivery::signing::{SigningKey, SigningOptions, WebhookSecret};
 use herald_shared::db::webhooks::{
     Headers, WebhookFields, WebhookOptions, mask_header_value, open_headers, seal_headers,
 };
+use herald_shared::delivery::options::RetrySpacing;
 use herald_shared::models::EventPattern;
 use serde::Deserialize;
+use std::time::Duration;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -19,8 +21,12 @@ use crate::patch::Patch;
 use crate::state::AppState;
 
 const DEFAULT_TIMEOUT: i64 = 10;
+/// Retries of an exponential policy when none are asked for.
 const DEFAULT_RETRY_ATTEMPTS: i64 = 5;
-const DEFAULT_BACKOFF: i64 = 60;
+/// The first delay of an exponential policy when none is given.
+const DEFAULT_BACKOFF_MS: u64 = 60_000;
+/// Entries of a `retry_schedule` at most (as many as retries).
+const MAX_RETRIES: i64 = 10;
 const MAX_HEADERS: usize = 32;
 const MAX_PATTERNS: usize = 100;
 const MAX_TEMPLATE_BYTES: usize = 65_536;
@@ -50,8 +56,15 @@ fn herald_sets(name: &str, taken: &[&str]) -> bool {
 /// A webhook's fields as sent to create (`name` and `url` required) or
 /// patch it (only what changes). Also accepted: `events` for
 /// `event_types`, `max_retries` for `retry_attempts`, `enabled` or
-/// `active` for `is_active`. Created without a `name`, a webhook is named
-/// after its URL's host (`host-2`, `host-3`… when taken).
+/// `active` for `is_active`, `retry_backoff` or `initial_delay` for
+/// `retry_backoff_seconds`, `max_delay` for `max_delay_seconds`. Created
+/// without a `name`, a webhook is named after its URL's host (`host-2`,
+/// `host-3`… when taken).
+///
+/// Retries follow either a `retry_schedule` (the default: Standard
+/// Webhooks' 5s, 5m, 30m, 2h, 5h, 10h, 10h) or, when any of
+/// `retry_backoff_seconds`, `exponential_base`, `max_delay_seconds` and
+/// `jitter` is given, an exponential backoff.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhookInput {
@@ -63,9 +76,27 @@ pub(super) struct WebhookInput {
     secret: Option<String>,
     headers: Option<Headers>,
     timeout_seconds: Option<i64>,
+    /// Retries after the first attempt, 0–10 (default: as many as the
+    /// schedule has delays; 5 for an exponential backoff).
     #[serde(alias = "max_retries")]
     retry_attempts: Option<i64>,
-    retry_backoff_seconds: Option<i64>,
+    /// The delay before each retry, as `"30s"`, `"5m"`, `"2h"` or a number
+    /// of seconds; past its end the last delay repeats.
+    retry_schedule: Option<Vec<Delay>>,
+    /// Exponential backoff: the first delay in seconds (default 60).
+    #[serde(alias = "retry_backoff", alias = "initial_delay")]
+    retry_backoff_seconds: Option<f64>,
+    /// Exponential backoff: each delay is the previous one times this,
+    /// 1–10 (default 2).
+    exponential_base: Option<f64>,
+    /// Exponential backoff: no delay longer than this many seconds; an
+    /// explicit `null` removes the cap.
+    #[serde(default, alias = "max_delay")]
+    #[schema(value_type = Option<f64>)]
+    max_delay_seconds: Patch<f64>,
+    /// Exponential backoff: draw each delay from its upper half (between
+    /// half the delay and all of it), so failures made together spread out.
+    jitter: Option<bool>,
     verify_ssl: Option<bool>,
     #[serde(alias = "enabled", alias = "active")]
     is_active: Option<bool>,
@@ -92,6 +123,14 @@ pub(super) struct WebhookInput {
     auth: Patch<OutboundAuth>,
 }
 
+/// One delay of a retry schedule: `"90s"`, `"5m"`, `"1h 30m"`, or seconds.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum Delay {
+    Text(String),
+    Seconds(f64),
+}
+
 /// Signature schemes to switch; the fields absent stay as they are.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +147,12 @@ pub(super) struct SigningInput {
     /// Standard Webhooks `v1a` (ed25519); a key pair is made the first
     /// time, and its public key is shown as `signing.public_key`.
     ed25519: Option<bool>,
+    /// A bare lowercase hex HMAC-SHA256 of the body in `hex_header`.
+    hex: Option<bool>,
+    /// The hex scheme's header (default `X-Signature`); `null`: back to it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    hex_header: Patch<String>,
 }
 
 impl WebhookInput {
@@ -129,6 +174,78 @@ impl WebhookInput {
             name: Some(name),
             ..self.clone()
         })
+    }
+}
+
+impl WebhookInput {
+    /// For a full replace (`PUT`): every field the body leaves out takes
+    /// its default, as on create, except `name` and the secret and keys,
+    /// which stay as they are. `url` is required.
+    pub(super) fn replacing(mut self) -> ApiResult<Self> {
+        if self.url.is_none() {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "url",
+                "is required: PUT replaces the whole webhook",
+            )]));
+        }
+        self.description.get_or_insert_with(String::new);
+        self.event_types.get_or_insert_with(|| vec!["*".to_owned()]);
+        self.headers.get_or_insert_with(Headers::new);
+        self.timeout_seconds.get_or_insert(DEFAULT_TIMEOUT);
+        let exponential = self.retry_backoff_seconds.is_some()
+            || self.exponential_base.is_some()
+            || self.max_delay_seconds.is_given()
+            || self.jitter.is_some();
+        if exponential {
+            #[allow(clippy::cast_precision_loss)]
+            self.retry_backoff_seconds
+                .get_or_insert(DEFAULT_BACKOFF_MS as f64 / 1000.0);
+            self.exponential_base.get_or_insert(2.0);
+            self.jitter.get_or_insert(false);
+            if !self.max_delay_seconds.is_given() {
+                self.max_delay_seconds = Patch::Null;
+            }
+            self.retry_attempts.get_or_insert(DEFAULT_RETRY_ATTEMPTS);
+        } else if self.retry_schedule.is_none() {
+            #[allow(clippy::cast_precision_loss)]
+            let standard = herald_shared::delivery::options::STANDARD_SCHEDULE_SECONDS
+                .iter()
+                .map(|s| Delay::Seconds(*s as f64))
+                .collect();
+            self.retry_schedule = Some(standard);
+        }
+        self.verify_ssl.get_or_insert(true);
+        self.is_active.get_or_insert(true);
+        if !self.rate_limit.is_given() {
+            self.rate_limit = Patch::Null;
+        }
+        let format = *self.format.get_or_insert(Format::Json);
+        if format == Format::Custom {
+            self.content_type
+                .get_or_insert_with(|| JSON_CONTENT_TYPE.to_owned());
+        }
+        let given = self.signing.take().unwrap_or_default();
+        let defaults = SigningOptions::default();
+        self.signing = Some(SigningInput {
+            standard: Some(given.standard.unwrap_or(defaults.standard)),
+            simple: Some(given.simple.unwrap_or(defaults.simple)),
+            simple_header: if given.simple_header.is_given() {
+                given.simple_header
+            } else {
+                Patch::Null
+            },
+            ed25519: Some(given.ed25519.unwrap_or(defaults.ed25519)),
+            hex: Some(given.hex.unwrap_or(defaults.hex)),
+            hex_header: if given.hex_header.is_given() {
+                given.hex_header
+            } else {
+                Patch::Null
+            },
+        });
+        if !self.auth.is_given() {
+            self.auth = Patch::Null;
+        }
+        Ok(self)
     }
 }
 
@@ -207,14 +324,26 @@ pub(super) fn merge(
         |types| event_types(types, &mut p),
     );
     let (secret_sealed, shown_secret) = secret(state, input.secret.take(), b, &mut p);
-    let (options, auth, auth_sealed) = delivery_options(state, &mut input, b, &mut p)?;
+    let (mut options, auth, auth_sealed) = delivery_options(state, &mut input, b, &mut p)?;
     let (signing_key_sealed, public_key) = ed25519_key(state, b, options.signing.ed25519)?;
     let simple = simple_header(state, &options.signing);
     let auth_header = auth.as_ref().map(OutboundAuth::header_name);
+    let hex = options
+        .signing
+        .hex
+        .then(|| options.signing.hex_header_name());
+    if hex.is_some() && hex == auth_header {
+        p.add(
+            "signing.hex_header",
+            "is the header the webhook's authentication sets",
+        );
+    }
     let mut taken = vec![simple.as_str()];
     taken.extend(auth_header.as_deref());
+    taken.extend(hex.as_deref());
     let (headers, headers_sealed) = headers(state, input.headers.take(), b, &taken, &mut p);
     let policy = policy(state, &input, b, &mut p);
+    options.retry = Some(policy.retry_spacing.clone());
     let (is_active, disabled_reason) = match input.is_active {
         // Re-enabling clears the reason an automatic disable left.
         Some(true) => (true, None),
@@ -333,7 +462,12 @@ fn delivery_options(
         base_options.custom,
         p,
     );
-    let signing = signing(input.signing.take(), base_options.signing, p);
+    let signing = signing(
+        input.signing.take(),
+        base_options.signing,
+        &state.settings.worker.signature_header.to_ascii_lowercase(),
+        p,
+    );
     let simple_header = simple_header(state, &signing);
     let (auth, auth_sealed) = match std::mem::take(&mut input.auth) {
         Patch::Value(auth) => {
@@ -368,6 +502,8 @@ fn delivery_options(
         custom,
         signing,
         auth: auth.as_ref().map(OutboundAuth::kind),
+        // Set by `merge` once the retry policy is checked.
+        retry: None,
     };
     Ok((options, auth, auth_sealed))
 }
@@ -440,7 +576,10 @@ fn headers(
 struct Policy {
     timeout_seconds: i32,
     retry_attempts: i32,
+    /// The first delay, whole seconds rounded up (the column the API has
+    /// always shown).
     retry_backoff_seconds: i32,
+    retry_spacing: RetrySpacing,
     verify_ssl: bool,
     rate_limit: Option<i32>,
 }
@@ -451,33 +590,17 @@ fn policy(
     base: Option<&WebhookFields>,
     p: &mut Problems,
 ) -> Policy {
-    let stored = |default: i64, field: fn(&WebhookFields) -> i32| {
-        base.map_or(default, |b| i64::from(field(b)))
-    };
     let timeout_seconds = p.range(
         "timeout_seconds",
         input
             .timeout_seconds
-            .unwrap_or_else(|| stored(DEFAULT_TIMEOUT, |b| b.timeout_seconds)),
+            .unwrap_or_else(|| base.map_or(DEFAULT_TIMEOUT, |b| i64::from(b.timeout_seconds))),
         1,
         300,
     );
-    let retry_attempts = p.range(
-        "retry_attempts",
-        input
-            .retry_attempts
-            .unwrap_or_else(|| stored(DEFAULT_RETRY_ATTEMPTS, |b| b.retry_attempts)),
-        0,
-        10,
-    );
-    let retry_backoff_seconds = p.range(
-        "retry_backoff_seconds",
-        input
-            .retry_backoff_seconds
-            .unwrap_or_else(|| stored(DEFAULT_BACKOFF, |b| b.retry_backoff_seconds)),
-        1,
-        86_400,
-    );
+    let (retry_attempts, retry_spacing) = retries(state, input, base, p);
+    let first_ms = retry_spacing.first_ms();
+    let retry_backoff_seconds = i32::try_from(first_ms.div_ceil(1000)).unwrap_or(i32::MAX);
     let verify_ssl = input
         .verify_ssl
         .unwrap_or_else(|| base.is_none_or(|b| b.verify_ssl));
@@ -498,9 +621,138 @@ fn policy(
         timeout_seconds,
         retry_attempts,
         retry_backoff_seconds,
+        retry_spacing,
         verify_ssl,
         rate_limit,
     }
+}
+
+/// How many retries, and how they are spaced: a given schedule, an
+/// exponential backoff when any of its fields is given (over the stored
+/// one's), else what is stored, else the standard schedule.
+fn retries(
+    state: &AppState,
+    input: &WebhookInput,
+    base: Option<&WebhookFields>,
+    p: &mut Problems,
+) -> (i32, RetrySpacing) {
+    let cap = state.settings.worker.max_retry_delay_seconds;
+    let exponential = input.retry_backoff_seconds.is_some()
+        || input.exponential_base.is_some()
+        || input.max_delay_seconds.is_given()
+        || input.jitter.is_some();
+    let stored = base.map(WebhookFields::retry_spacing);
+    let spacing = if let Some(schedule) = &input.retry_schedule {
+        if exponential {
+            p.add(
+                "retry_schedule",
+                "cannot be combined with retry_backoff_seconds, exponential_base, \
+                 max_delay_seconds or jitter",
+            );
+        }
+        RetrySpacing::Schedule {
+            delays_ms: schedule_delays(schedule, cap, p),
+        }
+    } else if exponential {
+        let (first_ms, growth, max_ms, jitter) = match stored {
+            Some(RetrySpacing::Exponential {
+                first_ms,
+                base,
+                max_ms,
+                jitter,
+            }) => (first_ms, base, max_ms, jitter),
+            _ => (DEFAULT_BACKOFF_MS, 2.0, None, false),
+        };
+        let first_ms = input.retry_backoff_seconds.map_or(first_ms, |s| {
+            seconds_ms("retry_backoff_seconds", s, 0.1, cap, p)
+        });
+        let growth = input.exponential_base.map_or(growth, |g| {
+            if !(1.0..=10.0).contains(&g) {
+                p.add("exponential_base", "must be between 1 and 10");
+            }
+            g.clamp(1.0, 10.0)
+        });
+        let max_ms = input
+            .max_delay_seconds
+            .clone()
+            .map(|s| seconds_ms("max_delay_seconds", s, 1.0, cap, p))
+            .apply(max_ms);
+        RetrySpacing::Exponential {
+            first_ms,
+            base: growth,
+            max_ms,
+            jitter: input.jitter.unwrap_or(jitter),
+        }
+    } else {
+        stored.unwrap_or_else(RetrySpacing::standard)
+    };
+    let default_attempts = match (&input.retry_schedule, base) {
+        (Some(schedule), _) => i64::try_from(schedule.len()).unwrap_or(MAX_RETRIES),
+        (None, Some(b)) => i64::from(b.retry_attempts),
+        (None, None) if exponential => DEFAULT_RETRY_ATTEMPTS,
+        (None, None) => {
+            i64::try_from(herald_shared::delivery::options::STANDARD_SCHEDULE_SECONDS.len())
+                .unwrap_or(MAX_RETRIES)
+        }
+    };
+    let attempts = p.range(
+        "retry_attempts",
+        input
+            .retry_attempts
+            .unwrap_or(default_attempts.min(MAX_RETRIES)),
+        0,
+        MAX_RETRIES,
+    );
+    (attempts, spacing)
+}
+
+/// A schedule's delays in milliseconds, each checked (`retry_schedule[i]`).
+fn schedule_delays(schedule: &[Delay], cap: Duration, p: &mut Problems) -> Vec<u64> {
+    if schedule.is_empty() || schedule.len() > usize::try_from(MAX_RETRIES).unwrap_or(10) {
+        p.add(
+            "retry_schedule",
+            format!("must list 1 to {MAX_RETRIES} delays"),
+        );
+    }
+    schedule
+        .iter()
+        .enumerate()
+        .map(|(i, delay)| {
+            let field = format!("retry_schedule[{i}]");
+            match delay {
+                Delay::Seconds(s) => seconds_ms(&field, *s, 0.0, cap, p),
+                Delay::Text(text) => match humantime::parse_duration(text.trim()) {
+                    Ok(d) if d <= cap => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                    Ok(_) => {
+                        p.add(&field, format!("must be at most {}", humantime::format_duration(cap)));
+                        0
+                    }
+                    Err(_) => {
+                        p.add(
+                            &field,
+                            "must be a duration such as \"30s\", \"5m\" or \"2h\", or a number of seconds",
+                        );
+                        0
+                    }
+                },
+            }
+        })
+        .collect()
+}
+
+/// `seconds` in milliseconds if it lies in `min..=cap`; else the problem
+/// is noted.
+fn seconds_ms(field: &str, seconds: f64, min: f64, cap: Duration, p: &mut Problems) -> u64 {
+    if !(min..=cap.as_secs_f64()).contains(&seconds) {
+        p.add(
+            field,
+            format!("must be between {min} and {} seconds", cap.as_secs()),
+        );
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (seconds * 1000.0).round() as u64;
+    ms
 }
 
 /// The template and content type of a `custom` webhook, checked by
@@ -549,25 +801,44 @@ pub(super) fn custom_body(
     Some(custom)
 }
 
-fn signing(input: Option<SigningInput>, base: SigningOptions, p: &mut Problems) -> SigningOptions {
+fn signing(
+    input: Option<SigningInput>,
+    base: SigningOptions,
+    server_simple_header: &str,
+    p: &mut Problems,
+) -> SigningOptions {
     let mut signing = base;
     if let Some(i) = input {
         signing.standard = i.standard.unwrap_or(signing.standard);
         signing.simple = i.simple.unwrap_or(signing.simple);
         signing.ed25519 = i.ed25519.unwrap_or(signing.ed25519);
         signing.simple_header = i.simple_header.apply(signing.simple_header);
+        signing.hex = i.hex.unwrap_or(signing.hex);
+        signing.hex_header = i.hex_header.apply(signing.hex_header);
     }
-    if let Some(name) = &signing.simple_header {
-        if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            p.add("signing.simple_header", "is not a valid HTTP header name");
-        } else if herald_sets(name, &["authorization"]) {
-            p.add(
-                "signing.simple_header",
-                "names a header Herald sets otherwise",
-            );
+    for (field, name) in [
+        ("signing.simple_header", &signing.simple_header),
+        ("signing.hex_header", &signing.hex_header),
+    ] {
+        if let Some(name) = name {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                p.add(field, "is not a valid HTTP header name");
+            } else if herald_sets(name, &["authorization"]) {
+                p.add(field, "names a header Herald sets otherwise");
+            }
         }
     }
-    if !(signing.standard || signing.simple || signing.ed25519) {
+    let simple_header = signing
+        .simple_header
+        .as_deref()
+        .map_or_else(|| server_simple_header.to_owned(), str::to_ascii_lowercase);
+    if signing.hex && signing.simple && signing.hex_header_name() == simple_header {
+        p.add(
+            "signing.hex_header",
+            "is the simple scheme's header; name another, or turn one scheme off",
+        );
+    }
+    if !(signing.standard || signing.simple || signing.ed25519 || signing.hex) {
         p.add("signing", "at least one scheme must stay on");
     }
     signing

@@ -51,6 +51,8 @@ pub(super) async fn rotate_secret(
     )
     .await?
     .ok_or(ApiError::NotFound)?;
+    let event = herald_shared::operational::secret_rotated(tenant, id, expires, Utc::now());
+    crate::announce::announce(&state, &event).await;
     Ok(axum::Json(RotatedSecret {
         secret: secret.expose().to_owned(),
         previous_secret_expires_at: expires,

@@ -1,4 +1,4 @@
-//! Webhooks: create, list (paged), read, partial update, delete; their
+//! Webhooks: create, list (paged), read, replace, partial update, delete; their
 //! secrets and keys ([`keys`]) and the test call ([`test_call`]).
 //!
 //! Input accepts the seeds' alternative names (`events`, `enabled`,
@@ -24,11 +24,13 @@ use uuid::Uuid;
 
 use self::input::{Problems, WebhookInput, merge};
 use self::output::WebhookOut;
+use crate::announce;
 use crate::auth::Caller;
 use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use herald_shared::operational;
 
 /// A page of webhooks.
 #[derive(Serialize, ToSchema)]
@@ -42,7 +44,12 @@ struct WebhookPage {
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_webhooks, create_webhook))
-        .routes(routes!(get_webhook, patch_webhook, delete_webhook))
+        .routes(routes!(
+            get_webhook,
+            put_webhook,
+            patch_webhook,
+            delete_webhook
+        ))
         .routes(routes!(keys::rotate_secret))
         .routes(routes!(keys::rotate_signing_key))
         .routes(routes!(test_call::test_webhook))
@@ -91,7 +98,9 @@ async fn create_webhook(
         match webhooks::create(&client, tenant, &fields).await {
             Err(DbError::Conflict { .. }) if derived && attempt < MAX_NAME_TRIES => {}
             created => {
-                let mut out = WebhookOut::from(created.map_err(conflict)?);
+                let created = created.map_err(conflict)?;
+                announce::webhook(&state, operational::WEBHOOK_CREATED, &created).await;
+                let mut out = WebhookOut::from(created);
                 out.secret = secret;
                 return Ok((StatusCode::CREATED, axum::Json(out)));
             }
@@ -168,11 +177,27 @@ async fn patch_webhook(
     let current = webhooks::get(&tx, tenant, id, true)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let (fields, _) = merge(&state, input, Some(current.into()))?;
+    let (fields, _) = merge(&state, input, Some(current.clone().into()))?;
     let updated: DbResult<Option<Webhook>> = webhooks::update(&tx, tenant, id, &fields).await;
     let webhook = updated.map_err(conflict)?.ok_or(ApiError::NotFound)?;
     tx.commit().await.map_err(DbError::from)?;
+    announce::webhook_updated(&state, &current, &webhook).await;
     Ok(axum::Json(WebhookOut::from(webhook)))
+}
+
+/// Replaces a webhook: the fields left out take their defaults, as on
+/// create, except `name` and the secret and keys, which stay. Checked like
+/// create.
+#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), request_body = WebhookInput, security(("bearer" = [])),
+    responses((status = 200, body = WebhookOut), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn put_webhook(
+    state: State<AppState>,
+    caller: Caller,
+    id: ApiPath<Uuid>,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> ApiResult<impl IntoResponse> {
+    patch_webhook(state, caller, id, ApiJson(input.replacing()?)).await
 }
 
 /// Deletes a webhook and its deliveries; new events stop reaching it
@@ -186,7 +211,11 @@ async fn delete_webhook(
 ) -> ApiResult<impl IntoResponse> {
     let tenant = managed(caller, id)?;
     let client = state.pool.get().await?;
+    let webhook = webhooks::get(&client, tenant, id, false)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if webhooks::delete(&client, tenant, id).await? {
+        announce::webhook(&state, operational::WEBHOOK_DELETED, &webhook).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use herald_delivery::formats::{Format, JSON_CONTENT_TYPE};
 use herald_delivery::outbound_auth::AuthKind;
 use herald_shared::db::webhooks::{Headers, Webhook, mask_headers};
+use herald_shared::delivery::options::RetrySpacing;
 use serde::Serialize;
+use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -39,6 +41,9 @@ pub(super) struct SigningOut {
     /// `null`: the server's `worker.signature_header`.
     pub(super) simple_header: Option<String>,
     ed25519: bool,
+    /// A bare hex HMAC-SHA256 of the body in `hex_header`.
+    hex: bool,
+    hex_header: String,
     /// `whpk_…`: what receivers verify `v1a` signatures with.
     pub(super) public_key: Option<String>,
     /// After `rotate-signing-key`: the previous public key, whose `v1a`
@@ -69,7 +74,20 @@ pub(super) struct WebhookOut {
     pub(super) headers: Headers,
     pub(super) timeout_seconds: i32,
     pub(super) retry_attempts: i32,
-    pub(super) retry_backoff_seconds: i32,
+    /// The delay before the first retry, in seconds.
+    #[schema(value_type = f64)]
+    pub(super) retry_backoff_seconds: serde_json::Number,
+    /// The delay before each retry (the last repeating), as `"5s"`,
+    /// `"30m"`…; `null` for an exponential backoff.
+    pub(super) retry_schedule: Option<Vec<String>>,
+    /// Exponential backoff: the factor between delays; `null` for a
+    /// schedule.
+    pub(super) exponential_base: Option<f64>,
+    /// Exponential backoff: the longest delay, in seconds.
+    #[schema(value_type = Option<f64>)]
+    pub(super) max_delay_seconds: Option<serde_json::Number>,
+    /// Exponential backoff: whether delays are drawn from their upper half.
+    pub(super) jitter: Option<bool>,
     pub(super) verify_ssl: bool,
     pub(super) is_active: bool,
     pub(super) disabled_reason: Option<String>,
@@ -90,6 +108,28 @@ pub(super) struct WebhookOut {
 
 impl From<Webhook> for WebhookOut {
     fn from(w: Webhook) -> Self {
+        let spacing = w.retry_spacing();
+        let (retry_schedule, exponential_base, max_delay_seconds, jitter) = match &spacing {
+            RetrySpacing::Schedule { delays_ms } => (
+                Some(
+                    delays_ms
+                        .iter()
+                        .map(|ms| {
+                            humantime::format_duration(Duration::from_millis(*ms)).to_string()
+                        })
+                        .collect(),
+                ),
+                None,
+                None,
+                None,
+            ),
+            RetrySpacing::Exponential {
+                base,
+                max_ms,
+                jitter,
+                ..
+            } => (None, Some(*base), max_ms.map(seconds), Some(*jitter)),
+        };
         let previous_key = match (w.previous_public_key, w.previous_signing_key_expires_at) {
             (Some(key), Some(until)) if w.options.signing.ed25519 && until > Utc::now() => {
                 Some((key, until))
@@ -111,7 +151,11 @@ impl From<Webhook> for WebhookOut {
             },
             timeout_seconds: w.timeout_seconds,
             retry_attempts: w.retry_attempts,
-            retry_backoff_seconds: w.retry_backoff_seconds,
+            retry_backoff_seconds: seconds(spacing.first_ms()),
+            retry_schedule,
+            exponential_base,
+            max_delay_seconds,
+            jitter,
             verify_ssl: w.verify_ssl,
             is_active: w.is_active,
             disabled_reason: w.disabled_reason,
@@ -133,6 +177,10 @@ impl From<Webhook> for WebhookOut {
                 simple: w.options.signing.simple,
                 simple_header: w.options.signing.simple_header,
                 ed25519: w.options.signing.ed25519,
+                hex: w.options.signing.hex,
+                hex_header: w.options.signing.hex_header.clone().unwrap_or_else(|| {
+                    herald_shared::delivery::options::DEFAULT_HEX_HEADER.to_owned()
+                }),
                 public_key: w.public_key.filter(|_| w.options.signing.ed25519),
                 previous_public_key: previous_key.as_ref().map(|(k, _)| k.clone()),
                 previous_public_key_expires_at: previous_key.map(|(_, until)| until),
@@ -152,4 +200,15 @@ pub(super) struct RotatedSigningKey {
     /// until `previous_public_key_expires_at`.
     pub(super) previous_public_key: Option<String>,
     pub(super) previous_public_key_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Milliseconds as seconds: a whole number when whole.
+fn seconds(ms: u64) -> serde_json::Number {
+    if ms.is_multiple_of(1000) {
+        serde_json::Number::from(ms / 1000)
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        let s = ms as f64 / 1000.0;
+        serde_json::Number::from_f64(s).unwrap_or_else(|| serde_json::Number::from(ms / 1000))
+    }
 }
