@@ -10,6 +10,7 @@
 //! A crate of its own so that the dispatcher, which sends nothing, links
 //! neither the template engine nor the HTTP client.
 
+pub mod client_cert;
 pub mod direct;
 pub mod egress;
 pub mod formats;

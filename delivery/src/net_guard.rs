@@ -212,6 +212,20 @@ pub fn delivery_client(
     verify_tls: bool,
     egress: Option<&Egress>,
 ) -> reqwest::Result<reqwest::Client> {
+    client_with_identity(security, verify_tls, egress, None)
+}
+
+/// [`delivery_client`] presenting a TLS client certificate (a webhook's
+/// mTLS identity) when `identity` is given.
+///
+/// # Errors
+/// The TLS backend cannot be initialised, or takes no such identity.
+pub fn client_with_identity(
+    security: &SecuritySettings,
+    verify_tls: bool,
+    egress: Option<&Egress>,
+    identity: Option<reqwest::Identity>,
+) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
@@ -226,6 +240,9 @@ pub fn delivery_client(
     };
     if !security.allow_private_targets {
         builder = builder.dns_resolver(Arc::new(GuardedResolver));
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
     }
     builder.build()
 }

@@ -59,6 +59,10 @@ pub struct WebhookConfig {
     /// The key before the last rotation and when it stops signing.
     pub previous_signing_key: Option<(SigningKey, DateTime<Utc>)>,
     pub auth: Option<OutboundAuth>,
+    /// The TLS client certificate it presents, if any, and the client
+    /// built with it on first use (a new configuration builds a new one).
+    pub identity: Option<reqwest::Identity>,
+    pub identity_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl WebhookConfig {
@@ -180,6 +184,15 @@ impl WebhookConfig {
         if let Some((name, value)) = auth.as_ref().and_then(OutboundAuth::static_header) {
             headers.insert(name, value);
         }
+        let identity = match &w.client_cert_sealed {
+            Some(sealed) => Some(
+                serde_json::from_slice::<crate::client_cert::ClientIdentity>(&open(sealed)?)
+                    .map_err(|e| LoadError::Secret(format!("client certificate: {e}")))?
+                    .identity()
+                    .map_err(|e| LoadError::Options(format!("client certificate: {e}")))?,
+            ),
+            None => None,
+        };
         let retry_spacing = w.retry_spacing();
         Ok(Self {
             id: w.id,
@@ -201,6 +214,8 @@ impl WebhookConfig {
             signing_key,
             previous_signing_key,
             auth,
+            identity,
+            identity_client: std::sync::OnceLock::new(),
         })
     }
 }
@@ -263,6 +278,31 @@ impl Sender {
             tokens: TokenCache::default(),
             egress,
         })
+    }
+
+    /// The client for this webhook: the shared one for its TLS checks, or
+    /// its own when it presents a client certificate.
+    fn client_for<'a>(
+        &'a self,
+        webhook: &'a WebhookConfig,
+    ) -> reqwest::Result<&'a reqwest::Client> {
+        let Some(identity) = &webhook.identity else {
+            return Ok(if webhook.verify_ssl {
+                &self.client
+            } else {
+                &self.insecure_client
+            });
+        };
+        if let Some(client) = webhook.identity_client.get() {
+            return Ok(client);
+        }
+        let built = crate::net_guard::client_with_identity(
+            &self.security,
+            webhook.verify_ssl || !self.security.allow_insecure_tls,
+            self.egress.as_ref(),
+            Some(identity.clone()),
+        )?;
+        Ok(webhook.identity_client.get_or_init(|| built))
     }
 
     /// Renders, signs and sends one request; never fails, the attempt
@@ -338,10 +378,15 @@ impl Sender {
             HeaderValue::from(attempt_number),
         );
 
-        let client = if webhook.verify_ssl {
-            &self.client
-        } else {
-            &self.insecure_client
+        let client = match self.client_for(webhook) {
+            Ok(client) => client,
+            Err(e) => {
+                return Attempt {
+                    error: Some(format!("the client certificate cannot be used: {e}")),
+                    outcome: Outcome::Blocked,
+                    ..Attempt::default()
+                };
+            }
         };
         let started = Instant::now();
         // Token fetch, request and any resend share the webhook's timeout.

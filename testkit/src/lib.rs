@@ -23,7 +23,7 @@ pub use env::{ADMIN_TOKEN, ApiHandle, Parked, ProcessHandle, TestEnv};
 pub use hostile::{Behaviour, HostileEndpoint};
 pub use process::{ChildProcess, free_port, workspace_binary};
 pub use proxy::Proxy;
-pub use receiver::{Received, Receiver};
+pub use receiver::{ClientPem, Received, Receiver, TestCa};
 pub use tinyproxy::TinyProxy;
 pub use token_endpoint::{TokenEndpoint, TokenRequest};
 pub use wait::wait_until;

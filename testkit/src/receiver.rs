@@ -108,6 +108,42 @@ impl Receiver {
     /// `verify_ssl: false`). A client that checks certificates fails the
     /// handshake and is not recorded.
     pub async fn start_tls() -> Self {
+        Self::serve_tls(|builder| builder.with_no_client_auth()).await
+    }
+
+    /// An https endpoint (self-signed, like [`Receiver::start_tls`]) that
+    /// requires a TLS client certificate issued by its own test CA: a client
+    /// without one, or with one from another CA, fails the handshake and is
+    /// not recorded. Answers the receiver and a client certificate and key
+    /// it accepts, in PEM.
+    pub async fn start_mtls() -> (Self, ClientPem) {
+        use tokio_rustls::rustls;
+        let ca = TestCa::new("Herald test client CA");
+        let client = ca.issue("herald-client");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der.clone()).expect("the CA certificate");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .expect("a client verifier");
+        let receiver =
+            Self::serve_tls(move |builder| builder.with_client_cert_verifier(verifier)).await;
+        (receiver, client)
+    }
+
+    async fn serve_tls(
+        auth: impl FnOnce(
+            tokio_rustls::rustls::ConfigBuilder<
+                tokio_rustls::rustls::ServerConfig,
+                tokio_rustls::rustls::WantsVerifier,
+            >,
+        ) -> tokio_rustls::rustls::ConfigBuilder<
+            tokio_rustls::rustls::ServerConfig,
+            tokio_rustls::rustls::server::WantsServerCert,
+        >,
+    ) -> Self {
         use tokio_rustls::rustls;
         let (listener, shared, app) = Self::parts().await;
         let addr = listener.local_addr().expect("receiver address");
@@ -118,12 +154,13 @@ impl Receiver {
         .expect("a self-signed certificate");
         let key =
             rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
+        let config = auth(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions"),
+        )
         .with_single_cert(vec![certified.cert.der().clone()], key.into())
         .expect("the certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -253,4 +290,69 @@ async fn record(
         }
     }
     response
+}
+
+/// A TLS client certificate and its key, in PEM.
+#[derive(Debug, Clone)]
+pub struct ClientPem {
+    pub certificate: String,
+    pub private_key: String,
+}
+
+/// A certificate authority for tests, made fresh each time.
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    /// The CA's own certificate.
+    pub der: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCa {
+    /// A new self-signed CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let cert = params.self_signed(&key).expect("the CA certificate");
+        Self {
+            der: cert.der().clone(),
+            params,
+            key,
+        }
+    }
+
+    /// A client certificate for `name` signed by this CA.
+    pub fn issue(&self, name: &str) -> ClientPem {
+        let mut params =
+            rcgen::CertificateParams::new(vec![name.to_owned()]).expect("client params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("a client key");
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .expect("the client certificate");
+        ClientPem {
+            certificate: pem("CERTIFICATE", cert.der()),
+            private_key: pem("PRIVATE KEY", &key.serialize_der()),
+        }
+    }
+}
+
+/// DER as a PEM block.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

@@ -7,7 +7,9 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::DbResult;
-use crate::delivery::options::{AuthKind, CustomBody, Format, RetrySpacing, SigningOptions};
+use crate::delivery::options::{
+    AuthKind, ClientCertificate, CustomBody, Format, RetrySpacing, SigningOptions,
+};
 
 /// Custom headers a webhook sends with every request.
 pub type Headers = std::collections::BTreeMap<String, String>;
@@ -84,6 +86,9 @@ pub struct WebhookOptions {
     /// from `retry_backoff_seconds`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpacing>,
+    /// Which TLS client certificate it presents, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 /// A webhook as stored (the secret sealed).
@@ -129,6 +134,8 @@ pub struct Webhook {
     pub previous_signing_key_sealed: Option<Vec<u8>>,
     pub previous_signing_key_expires_at: Option<DateTime<Utc>>,
     pub previous_public_key: Option<String>,
+    /// The TLS client certificate and key, sealed JSON.
+    pub client_cert_sealed: Option<Vec<u8>>,
 }
 
 impl Webhook {
@@ -153,7 +160,7 @@ const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secre
     coalesce((SELECT s.delivery_failure_count FROM webhook_stats s WHERE s.webhook_id = webhooks.id), 0),
     rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
     signing_key_sealed, public_key, previous_signing_key_sealed, previous_signing_key_expires_at,
-    previous_public_key, headers_sealed";
+    previous_public_key, headers_sealed, client_cert_sealed";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -190,6 +197,7 @@ impl Webhook {
             previous_signing_key_sealed: r.get(26),
             previous_signing_key_expires_at: r.get(27),
             previous_public_key: r.get(28),
+            client_cert_sealed: r.get(30),
         }
     }
 }
@@ -217,6 +225,8 @@ pub struct WebhookFields {
     pub auth_sealed: Option<Vec<u8>>,
     pub signing_key_sealed: Option<Vec<u8>>,
     pub public_key: Option<String>,
+    /// The TLS client certificate and key, sealed JSON.
+    pub client_cert_sealed: Option<Vec<u8>>,
 }
 
 impl WebhookFields {
@@ -236,7 +246,7 @@ impl WebhookFields {
         &'a self,
         headers: &'a Json<&'a Headers>,
         options: &'a Json<&'a WebhookOptions>,
-    ) -> [&'a (dyn ToSql + Sync); 18] {
+    ) -> [&'a (dyn ToSql + Sync); 19] {
         [
             &self.name,
             &self.description,
@@ -256,6 +266,7 @@ impl WebhookFields {
             &self.signing_key_sealed,
             &self.public_key,
             &self.headers_sealed,
+            &self.client_cert_sealed,
         ]
     }
 }
@@ -281,6 +292,7 @@ impl From<Webhook> for WebhookFields {
             auth_sealed: w.auth_sealed,
             signing_key_sealed: w.signing_key_sealed,
             public_key: w.public_key,
+            client_cert_sealed: w.client_cert_sealed,
         }
     }
 }
@@ -296,9 +308,9 @@ pub async fn create(
         "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
             headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
             disabled_reason, rate_limit, options, auth_sealed, signing_key_sealed, public_key,
-            headers_sealed)
+            headers_sealed, client_cert_sealed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20)
+            $19, $20, $21)
          RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
@@ -333,7 +345,7 @@ pub async fn update(
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
             rate_limit = $15, options = $16, auth_sealed = $17, signing_key_sealed = $18,
-            public_key = $19, headers_sealed = $20, updated_at = now()
+            public_key = $19, headers_sealed = $20, client_cert_sealed = $21, updated_at = now()
          WHERE id = $1 AND tenant_id = $2
          RETURNING {COLUMNS}"
     );

@@ -169,3 +169,11 @@ impl RetrySpacing {
         }
     }
 }
+
+/// A webhook's TLS client certificate as the API shows it (the certificate
+/// and key themselves are sealed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientCertificate {
+    /// SHA-256 of the leaf certificate's DER, lowercase hex.
+    pub fingerprint_sha256: String,
+}

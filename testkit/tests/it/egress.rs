@@ -2,7 +2,8 @@
 //! proxy (tinyproxy): deliveries reach https and http receivers through it,
 //! the proxy is asked for the address Herald resolved and checked (never
 //! for a name, and never for a plain-http request in absolute form), and a
-//! target the guard refuses never reaches the proxy at all.
+//! target the guard refuses never reaches the proxy at all. And TLS client
+//! certificates (mTLS), against a receiver that requires one.
 
 use std::time::Duration;
 
@@ -177,4 +178,141 @@ async fn a_private_target_is_refused_before_anything_reaches_the_proxy() {
         (!proxy.requests().is_empty()).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_presents_its_client_certificate_to_an_endpoint_that_requires_one() {
+    let env = TestEnv::with(&[("HERALD__SECURITY__ALLOW_INSECURE_TLS", "true")]).await;
+    let (api, _d, _w) = env.start_all().await;
+    let (receiver, client) = Receiver::start_mtls().await;
+    let stranger = herald_testkit::TestCa::new("another CA").issue("stranger");
+    let (_, token) = api.create_tenant("acme").await;
+    let mut ids = Vec::new();
+    for (name, cert) in [
+        ("with", Some(&client)),
+        ("without", None),
+        ("untrusted", Some(&stranger)),
+    ] {
+        let mut body = json!({"name": name, "url": receiver.url(name), "verify_ssl": false,
+                              "retry_attempts": 0});
+        if let Some(c) = cert {
+            body["client_certificate"] =
+                json!({"certificate": c.certificate, "private_key": c.private_key});
+        }
+        let w = api.create_webhook(&token, body).await;
+        if cert.is_some() {
+            let fingerprint = w["client_certificate"]["fingerprint_sha256"]
+                .as_str()
+                .expect("the fingerprint is shown");
+            assert_eq!(fingerprint.len(), 64);
+        } else {
+            assert_eq!(w["client_certificate"], serde_json::Value::Null);
+        }
+        let text = w.to_string();
+        assert!(!text.contains("PRIVATE KEY") && !text.contains("BEGIN CERTIFICATE"));
+        ids.push(w["id"].as_str().unwrap().to_owned());
+    }
+    // Sealed at rest: the key's PEM is nowhere in the row.
+    let rows = env
+        .db()
+        .await
+        .query(
+            "SELECT client_cert_sealed FROM webhooks WHERE client_cert_sealed IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let sealed: Vec<u8> = r.get(0);
+        assert!(!sealed.windows(11).any(|w| w == b"PRIVATE KEY"));
+    }
+
+    api.send_event(&token, json!({"event_type": "a.b", "data": {"n": 1}}))
+        .await;
+    let statuses = wait_until(Duration::from_secs(30), "three outcomes", || async {
+        let rows = env
+            .db()
+            .await
+            .query(
+                "SELECT w.name, d.status, a.error FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                 JOIN delivery_attempts a ON a.delivery_id = d.id WHERE d.status IN ('success', 'failed') \
+                 ORDER BY w.name",
+                &[],
+            )
+            .await
+            .unwrap();
+        (rows.len() == 3).then(|| {
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Option<String>>(2)))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    assert_eq!(statuses[1].0, "with");
+    assert_eq!(statuses[1].1, "success", "{statuses:?}");
+    for (name, status, error) in [&statuses[0], &statuses[2]] {
+        assert_eq!(status, "failed", "{name}: {statuses:?}");
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("connection")),
+            "{name}: {error:?}"
+        );
+    }
+    let got = receiver.requests();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the one with the right certificate got through"
+    );
+    assert_eq!(got[0].path, "/with");
+
+    // Removing the certificate: the endpoint refuses again.
+    let (status, w) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/webhooks/{}", ids[0]),
+            Some(&token),
+            Some(&json!({"client_certificate": null})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(w["client_certificate"], serde_json::Value::Null);
+
+    // What cannot work is refused at the door, naming the field.
+    for (cert, field) in [
+        (
+            json!({"certificate": "junk", "private_key": client.private_key}),
+            "client_certificate.certificate",
+        ),
+        (
+            json!({"certificate": client.certificate, "private_key": "junk"}),
+            "client_certificate.private_key",
+        ),
+        (
+            json!({"certificate": client.certificate, "private_key": stranger.private_key}),
+            "client_certificate",
+        ),
+        (
+            json!({"certificate": client.certificate}),
+            "client_certificate",
+        ),
+    ] {
+        let (status, problem) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/webhooks",
+                Some(&token),
+                Some(&json!({"url": receiver.url("x"), "verify_ssl": false, "client_certificate": cert})),
+            )
+            .await;
+        assert!(status == 422 || status == 400, "{status} {problem}");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)) || problem.to_string().contains(field),
+            "{field} in {problem}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! and collects every problem so that one answer lists them all.
 
 use axum::http::{HeaderName, HeaderValue};
+use herald_delivery::client_cert::ClientIdentity;
 use herald_delivery::formats::{self, CustomBody, Format, JSON_CONTENT_TYPE};
 use herald_delivery::net_guard::check_url;
 use herald_delivery::outbound_auth::OutboundAuth;
@@ -121,6 +122,12 @@ pub(super) struct WebhookInput {
     #[serde(default)]
     #[schema(value_type = Option<OutboundAuth>)]
     auth: Patch<OutboundAuth>,
+    /// A TLS client certificate and key (PEM) presented to endpoints that
+    /// require one (mTLS); an explicit `null` removes it. Sealed at rest and
+    /// never answered back: reads show its `fingerprint_sha256`.
+    #[serde(default)]
+    #[schema(value_type = Option<ClientIdentity>)]
+    client_certificate: Patch<ClientIdentity>,
 }
 
 /// One delay of a retry schedule: `"90s"`, `"5m"`, `"1h 30m"`, or seconds.
@@ -245,6 +252,9 @@ impl WebhookInput {
         if !self.auth.is_given() {
             self.auth = Patch::Null;
         }
+        if !self.client_certificate.is_given() {
+            self.client_certificate = Patch::Null;
+        }
         Ok(self)
     }
 }
@@ -344,6 +354,28 @@ pub(super) fn merge(
     let (headers, headers_sealed) = headers(state, input.headers.take(), b, &taken, &mut p);
     let policy = policy(state, &input, b, &mut p);
     options.retry = Some(policy.retry_spacing.clone());
+    let client_cert_sealed = match std::mem::take(&mut input.client_certificate) {
+        Patch::Value(identity) => match identity.check() {
+            Ok(info) => {
+                options.client_certificate = Some(info);
+                let json =
+                    serde_json::to_vec(&identity).map_err(|e| ApiError::Internal(e.into()))?;
+                Some(state.sealer.seal(&json))
+            }
+            Err((field, reason)) => {
+                p.add(field, reason);
+                None
+            }
+        },
+        Patch::Null => {
+            options.client_certificate = None;
+            None
+        }
+        Patch::Absent => {
+            options.client_certificate = b.and_then(|b| b.options.client_certificate.clone());
+            b.and_then(|b| b.client_cert_sealed.clone())
+        }
+    };
     let (is_active, disabled_reason) = match input.is_active {
         // Re-enabling clears the reason an automatic disable left.
         Some(true) => (true, None),
@@ -371,6 +403,7 @@ pub(super) fn merge(
             auth_sealed,
             signing_key_sealed,
             public_key,
+            client_cert_sealed,
         },
         shown_secret,
     ))
@@ -502,8 +535,9 @@ fn delivery_options(
         custom,
         signing,
         auth: auth.as_ref().map(OutboundAuth::kind),
-        // Set by `merge` once the retry policy is checked.
+        // Set by `merge` once the retry policy and certificate are checked.
         retry: None,
+        client_certificate: None,
     };
     Ok((options, auth, auth_sealed))
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use herald_delivery::formats::{Format, JSON_CONTENT_TYPE};
 use herald_delivery::outbound_auth::AuthKind;
 use herald_shared::db::webhooks::{Headers, Webhook, mask_headers};
-use herald_shared::delivery::options::RetrySpacing;
+use herald_shared::delivery::options::{ClientCertificate, RetrySpacing};
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -102,6 +102,8 @@ pub(super) struct WebhookOut {
     pub(super) content_type: String,
     pub(super) signing: SigningOut,
     pub(super) auth: Option<AuthOut>,
+    /// The TLS client certificate presented (never the key).
+    pub(super) client_certificate: Option<ClientCertificate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) secret: Option<String>,
 }
@@ -186,6 +188,7 @@ impl From<Webhook> for WebhookOut {
                 previous_public_key_expires_at: previous_key.map(|(_, until)| until),
             },
             auth: w.options.auth.map(|kind| AuthOut { kind }),
+            client_certificate: w.options.client_certificate,
             secret: None,
         }
     }
