@@ -14,8 +14,15 @@ const FORMATS = [
   ['splunk_hec', 'Splunk HTTP Event Collector'],
   ['datadog', 'Datadog event'],
   ['elastic', 'Elastic (ECS)'],
+  ['vaultls', 'VaulTLS envelope'],
+  ['securebase', 'SecureBase envelope'],
+  ['vaulytica', 'Vaulytica envelope'],
+  ['webnet', 'webnet envelope'],
   ['custom', 'Custom template'],
 ];
+
+// Standard Webhooks' retry schedule, the API's default.
+const STANDARD_SCHEDULE = '5s, 5m, 30m, 2h, 5h, 10h, 10h';
 
 // The signature schemes (the API's `signing`) and what it has by default.
 const SCHEMES = ['standard', 'simple', 'ed25519'];
@@ -24,13 +31,14 @@ const SIGNING_DEFAULTS = { standard: true, simple: true, ed25519: false, simple_
 // Inputs named like the API's fields; errors on other fields go to the banner.
 const INPUTS = [
   'name', 'url', 'event_types', 'description', 'timeout_seconds', 'retry_attempts',
-  'retry_backoff_seconds', 'rate_limit', 'is_active', 'verify_ssl', 'format', 'template',
+  'retry_schedule', 'rate_limit', 'is_active', 'verify_ssl', 'format', 'template',
   'content_type', 'headers',
 ];
 
 function inputFor(field) {
   if (INPUTS.includes(field)) return field;
   if (field.startsWith('event_types[')) return 'event_types';
+  if (field.startsWith('retry_schedule[')) return 'retry_schedule';
   if (field.startsWith('headers.')) return 'headers';
   if (field === 'signing') return 'signing-schemes';
   if (field.startsWith('signing.')) return `signing-${field.slice('signing.'.length)}`;
@@ -72,11 +80,12 @@ function read(form, editing, auth) {
     description: value('description'),
     format: value('format'),
   };
-  for (const name of ['timeout_seconds', 'retry_attempts', 'retry_backoff_seconds', 'rate_limit']) {
+  values.retry_schedule = value('retry_schedule').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of ['timeout_seconds', 'retry_attempts', 'rate_limit']) {
     const text = value(name).trim();
     if (text === '') {
       values[name] = null;
-      if (editing && name !== 'rate_limit') problems.push({ field: name, detail: 'is required' });
+      if (editing && name === 'timeout_seconds') problems.push({ field: name, detail: 'is required' });
     } else if (/^-?\d+$/.test(text)) {
       values[name] = Number(text);
     } else {
@@ -108,9 +117,10 @@ const sortedEntries = (o) => Object.entries(o || {}).sort(([a], [b]) => a.locale
 function createBody(v) {
   const body = { name: v.name, url: v.url, event_types: v.event_types, format: v.format };
   if (v.description) body.description = v.description;
-  for (const name of ['timeout_seconds', 'retry_attempts', 'retry_backoff_seconds', 'rate_limit']) {
+  for (const name of ['timeout_seconds', 'retry_attempts', 'rate_limit']) {
     if (v[name] !== null) body[name] = v[name];
   }
+  if (v.retry_schedule.length) body.retry_schedule = v.retry_schedule;
   if (v.format === 'custom') {
     body.template = v.template;
     body.content_type = v.content_type;
@@ -136,9 +146,14 @@ function signingPatch(s, current) {
 // The body for PATCH: only the fields that differ from `w`.
 function patchBody(v, w) {
   const body = {};
-  for (const name of ['name', 'url', 'description', 'timeout_seconds', 'retry_attempts',
-    'retry_backoff_seconds', 'is_active', 'verify_ssl', 'format']) {
+  for (const name of ['name', 'url', 'description', 'timeout_seconds', 'is_active', 'verify_ssl', 'format']) {
     if (v[name] !== w[name]) body[name] = v[name];
+  }
+  // Blank: as many retries as the schedule has delays.
+  if (v.retry_attempts !== null && v.retry_attempts !== w.retry_attempts) body.retry_attempts = v.retry_attempts;
+  // A schedule left blank keeps the webhook's exponential backoff.
+  if (v.retry_schedule.length && !same(v.retry_schedule, w.retry_schedule || [])) {
+    body.retry_schedule = v.retry_schedule;
   }
   if (!same(v.event_types, w.event_types)) body.event_types = v.event_types;
   if (v.rate_limit !== (w.rate_limit ?? null)) body.rate_limit = v.rate_limit; // null: no limit
@@ -222,9 +237,15 @@ export function webhookForm({ webhook = null, onSaved }) {
     field('description', 'Description', h('textarea', { id: 'description', name: 'description', rows: 2, value: w.description ?? '' })),
     h('div', { class: 'field-row' },
       field('timeout_seconds', 'Timeout (seconds)', numberInput('timeout_seconds', editing ? w.timeout_seconds : 10, 1, 300)),
-      field('retry_attempts', 'Retry attempts', numberInput('retry_attempts', editing ? w.retry_attempts : 5, 0, 10)),
-      field('retry_backoff_seconds', 'Retry backoff (seconds)', numberInput('retry_backoff_seconds', editing ? w.retry_backoff_seconds : 60, 1, 86400)),
+      field('retry_attempts', 'Retry attempts', numberInput('retry_attempts', editing ? w.retry_attempts : null, 0, 10),
+        'Empty: one per delay of the schedule.'),
       field('rate_limit', 'Rate limit (per second)', numberInput('rate_limit', w.rate_limit, 1, 10000), 'Empty: no limit.')),
+    field('retry_schedule', 'Retry schedule', h('input', {
+      id: 'retry_schedule', name: 'retry_schedule', type: 'text', spellcheck: 'false', autocomplete: 'off',
+      value: editing ? (w.retry_schedule || []).join(', ') : STANDARD_SCHEDULE,
+    }), editing && !w.retry_schedule
+      ? `Exponential backoff from ${w.retry_backoff_seconds} s (×${w.exponential_base}); enter delays to use a schedule instead.`
+      : 'The delay before each retry, comma-separated (30s, 5m, 2h); past its end the last one repeats.'),
     editing && checkField('is_active', 'Active (receives deliveries)', w.is_active),
     checkField('verify_ssl', 'Verify the endpoint’s TLS certificate', editing ? w.verify_ssl : true,
       'Turning it off may be refused: the server must allow it (security.allow_insecure_tls).'),

@@ -156,7 +156,10 @@ function summary(w) {
     w.format === 'custom' && ['Content type', w.content_type],
     w.format === 'custom' && ['Template', h('pre', { class: 'template' }, w.template ?? '')],
     ['Timeout', `${w.timeout_seconds} s`],
-    ['Retries', `${w.retry_attempts} attempts, backoff from ${w.retry_backoff_seconds} s`],
+    ['Retries', w.retry_schedule
+      ? `${w.retry_attempts} retries after ${w.retry_schedule.join(', ')}`
+      : `${w.retry_attempts} retries, from ${w.retry_backoff_seconds} s ×${w.exponential_base}`
+        + `${w.max_delay_seconds ? `, at most ${w.max_delay_seconds} s` : ''}${w.jitter ? ', with jitter' : ''}`],
     ['Rate limit', w.rate_limit === null ? 'none' : `${w.rate_limit} per second`],
     ['TLS verification', w.verify_ssl ? 'on' : 'off'],
     ['Signing', schemes.join(', ') || '—'],

@@ -117,6 +117,27 @@ async fn an_engineer_creates_a_webhook_sees_deliveries_and_retries_a_failure() {
         "1 succeeded",
     )
     .await;
+    // Made in the console, it retries on the standard schedule, and its
+    // page says so.
+    let (_, made) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/webhooks/{webhook_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        made["retry_schedule"],
+        json!(["5s", "5m", "30m", "2h", "5h", "10h", "10h"])
+    );
+    assert_eq!(made["retry_attempts"], 7);
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("7 retries after 5s, 5m, 30m, 2h, 5h, 10h, 10h")
+    );
     let bars = browser
         .execute(
             "return document.querySelectorAll('#stats-chart rect.bar-succeeded').length",
