@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use herald_delivery::sender::Sender;
-use herald_shared::amqp::{Publisher, Topology, connect};
+use herald_shared::amqp::{Brokers, Publisher, Topology};
 use herald_shared::crypto::Sealer;
 use herald_shared::db::config_version::VersionWatch;
 use herald_shared::runtime::config::Settings;
@@ -41,7 +41,8 @@ impl Application {
         let sealer = Sealer::from_config(settings.security.encryption_key.as_ref())?;
         let pool = settings.database.pool()?;
         let topology = Topology::new(&settings.amqp)?;
-        match connect(&settings.amqp.url, "herald-api topology").await {
+        let brokers = Brokers::from_settings(&settings.amqp);
+        match brokers.connect("herald-api topology").await {
             Ok(conn) => {
                 topology
                     .declare(&conn)
@@ -78,10 +79,7 @@ impl Application {
             test_slots: crate::slots::TenantSlots::new(
                 settings.api.max_concurrent_tests_per_tenant,
             ),
-            publisher: Publisher::new(
-                settings.amqp.url.clone(),
-                &format!("{} herald-api", topology.prefix()),
-            ),
+            publisher: Publisher::new(brokers, &format!("{} herald-api", topology.prefix())),
             settings: Arc::new(settings),
             pool,
             topology: Arc::new(topology),

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use herald_shared::amqp::{Topology, connect};
+use herald_shared::amqp::{Brokers, Topology};
 use herald_shared::runtime::metrics::Metrics;
 use herald_shared::runtime::periodic::every;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use secrecy::SecretString;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ const EVERY: Duration = Duration::from_secs(5);
 /// starts once `declared` is set (the consumer has declared the topology),
 /// so that a first start does not look for queues that are not there yet.
 pub async fn run(
-    url: SecretString,
+    brokers: Brokers,
     topology: Topology,
     metrics: Metrics,
     declared: Arc<AtomicBool>,
@@ -37,7 +36,7 @@ pub async fn run(
         }
         let mut session = session.lock().await;
         if session.is_none() {
-            if let Ok(conn) = connect(&url, &name).await
+            if let Ok(conn) = brokers.connect(&name).await
                 && let Ok(ch) = conn.create_channel().await
             {
                 *session = Some((conn, ch));

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_shared::amqp::Publisher;
 use herald_shared::amqp::consumer::{self, ConsumerConfig};
+use herald_shared::amqp::{Brokers, Publisher};
 use herald_shared::runtime::config::Settings;
 use herald_shared::runtime::process::Base;
 use tokio::net::TcpListener;
@@ -52,7 +52,7 @@ pub async fn run(
     let sweeper = Sweeper {
         pool: base.pool.clone(),
         publisher: Publisher::new(
-            settings.amqp.url.clone(),
+            Brokers::from_settings(&settings.amqp),
             &format!("{} herald-dispatcher sweeper", base.topology.prefix()),
         ),
         topology: base.topology.clone(),
@@ -72,7 +72,7 @@ pub async fn run(
     };
     let purging = tokio::spawn(purger.run(shutdown.clone()));
     let depths = tokio::spawn(crate::queue_depth::run(
-        settings.amqp.url.clone(),
+        Brokers::from_settings(&settings.amqp),
         base.topology.clone(),
         base.metrics.clone(),
         std::sync::Arc::clone(&base.probe.broker_up),

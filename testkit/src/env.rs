@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
-use herald_shared::amqp::{Topology, connect};
+use herald_shared::amqp::{Brokers, Topology};
 use herald_shared::db;
 use herald_shared::runtime::config::Settings;
 use lapin::{Channel, Connection};
@@ -291,7 +291,8 @@ impl TestEnv {
 
     /// A broker connection and channel, for publishing like a producer.
     pub async fn amqp(&self) -> (Connection, Channel) {
-        let conn = connect(&self.settings.amqp.url, "herald-test")
+        let conn = Brokers::from_settings(&self.settings.amqp)
+            .connect("herald-test")
             .await
             .expect("connect broker");
         self.topology
@@ -425,7 +426,7 @@ impl Drop for TestEnv {
         self.pool.close();
         let db_name = self.db_name.clone();
         let topology = self.topology.clone();
-        let url = self.settings.amqp.url.clone();
+        let brokers = Brokers::from_settings(&self.settings.amqp);
         // Drop runs outside async context guarantees (and during panics), so
         // the cleanup gets its own thread and runtime.
         let cleanup = std::thread::spawn(move || {
@@ -437,7 +438,7 @@ impl Drop for TestEnv {
                 // Let cancelled processes close before their queues vanish,
                 // so none declares them again.
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                if let Ok(conn) = connect(&url, "herald-test-cleanup").await
+                if let Ok(conn) = brokers.connect("herald-test-cleanup").await
                     && let Ok(ch) = conn.create_channel().await
                 {
                     let _ = topology.delete(&ch).await;

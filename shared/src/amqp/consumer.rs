@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::amqp::{
-    AmqpError, REASON_HEADER, Topology, backoff, confirmed_channel, connect, publish_confirmed,
+    AmqpError, REASON_HEADER, Topology, backoff, confirmed_channel, publish_confirmed,
 };
 use crate::db::{DbError, FailureKind};
 use crate::runtime::config::AmqpSettings;
@@ -130,8 +130,9 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let brokers = super::Brokers::from_settings(settings);
     while !shutdown.is_cancelled() {
-        match session(settings, topology, config, &handler, probe, &shutdown).await {
+        match session(&brokers, topology, config, &handler, probe, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 probe.set_broker_up(false);
@@ -145,14 +146,14 @@ pub async fn run<H: Handler>(
 
 /// One connection's lifetime. `Ok` means a clean shutdown.
 async fn session<H: Handler>(
-    settings: &AmqpSettings,
+    brokers: &super::Brokers,
     topology: &Topology,
     config: &ConsumerConfig,
     handler: &Arc<H>,
     probe: &Probe,
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
-    let conn = connect(&settings.url, &config.name).await?;
+    let conn = brokers.connect(&config.name).await?;
     topology.declare(&conn).await?;
     let publisher = confirmed_channel(&conn).await?;
 

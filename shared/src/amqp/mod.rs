@@ -21,7 +21,7 @@ use lapin::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::runtime::config::{AmqpSettings, duration_name};
+use crate::runtime::config::{AmqpSettings, QueueType, duration_name};
 
 /// Why a publish or a broker call failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,7 @@ pub struct Topology {
     tiers: Vec<Duration>,
     invalid_max_length: u32,
     failed_max_length: u32,
+    queue_type: QueueType,
 }
 
 impl Topology {
@@ -66,7 +67,14 @@ impl Topology {
             tiers: settings.retry_tiers.clone(),
             invalid_max_length: settings.invalid_max_length,
             failed_max_length: settings.failed_max_length,
+            queue_type: settings.queue_type,
         })
+    }
+
+    /// The type of the hot and parking queues.
+    #[must_use]
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
     }
 
     #[must_use]
@@ -148,7 +156,13 @@ impl Topology {
         // tenants); one declared by an older Herald without it is used as
         // it is.
         for queue in [self.dispatch_queue(), self.deliveries()] {
-            declare_hot_queue(conn, &queue).await?;
+            match self.queue_type {
+                QueueType::Classic => declare_hot_queue(conn, &queue).await?,
+                QueueType::Quorum => {
+                    ch.queue_declare(queue.into(), durable(), quorum(FieldTable::default()))
+                        .await?;
+                }
+            }
         }
         ch.queue_bind(
             self.dispatch_queue().into(),
@@ -205,16 +219,20 @@ impl Topology {
 
         // Parking queues are bounded: when full the oldest message goes, so
         // a flood of bad input cannot fill the broker's disk.
+        let parking = |max_length| match self.queue_type {
+            QueueType::Classic => bounded(max_length),
+            QueueType::Quorum => quorum(bounded(max_length)),
+        };
         ch.queue_declare(
             self.invalid_queue().into(),
             durable_queue,
-            bounded(self.invalid_max_length),
+            parking(self.invalid_max_length),
         )
         .await?;
         ch.queue_declare(
             self.failed_queue().into(),
             durable_queue,
-            bounded(self.failed_max_length),
+            parking(self.failed_max_length),
         )
         .await?;
 
@@ -313,6 +331,19 @@ fn is_precondition_failed(e: &lapin::Error) -> bool {
         if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
 }
 
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// `args` for a quorum queue (replicated across the cluster's nodes).
+fn quorum(mut args: FieldTable) -> FieldTable {
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args
+}
+
 fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
@@ -335,6 +366,73 @@ fn bounded(max_length: u32) -> FieldTable {
 pub async fn connect(url: &SecretString, name: &str) -> Result<Connection, AmqpError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
     Ok(Connection::connect(url.expose_secret(), props).await?)
+}
+
+/// The brokers a process may connect to (`amqp.urls`, else `amqp.url`),
+/// tried in turn: a connection attempt starts at the broker after the last
+/// one that failed, so a process that lost a node moves to the next.
+#[derive(Clone)]
+pub struct Brokers {
+    urls: Arc<[SecretString]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Debug for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Brokers({} urls)", self.urls.len())
+    }
+}
+
+/// How long one broker may take to accept a connection before the next is
+/// tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Brokers {
+    #[must_use]
+    pub fn new(urls: Vec<SecretString>) -> Self {
+        Self {
+            urls: urls.into(),
+            next: Arc::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn from_settings(settings: &AmqpSettings) -> Self {
+        Self::new(settings.broker_urls())
+    }
+
+    /// Connects to the first broker that answers, starting where the last
+    /// failure left off.
+    ///
+    /// # Errors
+    /// No broker could be reached (the last one's error).
+    pub async fn connect(&self, name: &str) -> Result<Connection, AmqpError> {
+        use std::sync::atomic::Ordering;
+        let count = self.urls.len();
+        let mut last = AmqpError::NotConnected;
+        for _ in 0..count.max(1) {
+            let i = self.next.load(Ordering::Relaxed) % count.max(1);
+            let Some(url) = self.urls.get(i) else {
+                break;
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect(url, name)).await {
+                Ok(Ok(conn)) => return Ok(conn),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = AmqpError::NotConnected,
+            }
+            if count > 1 {
+                tracing::warn!(broker = i, error.message = %last, "broker unavailable; trying the next");
+            }
+            // Only the caller that saw broker `i` fail moves everyone on.
+            let _ = self.next.compare_exchange(
+                i,
+                (i + 1) % count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        Err(last)
+    }
 }
 
 /// A channel with publisher confirms enabled.
@@ -402,7 +500,7 @@ pub struct Publisher {
 }
 
 struct PublisherInner {
-    url: SecretString,
+    brokers: Brokers,
     name: String,
     /// The live connection and its confirmed channel; `None` after a failure.
     current: Mutex<Option<(Arc<Connection>, Channel)>>,
@@ -424,10 +522,10 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     #[must_use]
-    pub fn new(url: SecretString, name: &str) -> Self {
+    pub fn new(brokers: Brokers, name: &str) -> Self {
         Self {
             inner: Arc::new(PublisherInner {
-                url,
+                brokers,
                 name: name.to_owned(),
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -455,12 +553,7 @@ impl Publisher {
             return Err(AmqpError::NotConnected);
         }
         let connected = async {
-            let conn = tokio::time::timeout(
-                Duration::from_secs(5),
-                connect(&self.inner.url, &self.inner.name),
-            )
-            .await
-            .map_err(|_| AmqpError::NotConnected)??;
+            let conn = self.inner.brokers.connect(&self.inner.name).await?;
             let ch = confirmed_channel(&conn).await?;
             Ok::<_, AmqpError>((conn, ch))
         }

@@ -60,6 +60,16 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AmqpSettings {
     pub url: SecretString,
+    /// Several brokers of one cluster, comma-separated; when given, `url`
+    /// is not used. A process connects to the first that answers and, on
+    /// losing it, to the next.
+    #[serde(default, deserialize_with = "comma_secrets")]
+    pub urls: Vec<SecretString>,
+    /// The type of the hot queues (dispatch, deliveries) and the parking
+    /// queues: `classic` (one node holds each) or `quorum` (replicated
+    /// across a cluster). The retry queues are always quorum.
+    #[serde(default)]
+    pub queue_type: QueueType,
     /// Every exchange and queue name starts with this, so several Herald
     /// installations (or tests) can share one broker.
     pub prefix: String,
@@ -218,6 +228,51 @@ fn non_empty_secret<'de, D: serde::Deserializer<'de>>(
     Ok(text
         .filter(|t| !t.trim().is_empty())
         .map(SecretString::from))
+}
+
+/// What kind of RabbitMQ queue carries Herald's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// On one node, with priorities (fair scheduling between tenants).
+    #[default]
+    Classic,
+    /// Replicated by Raft across the cluster's nodes; survives losing a
+    /// minority of them. RabbitMQ 3.10's quorum queues have no priorities.
+    Quorum,
+}
+
+impl AmqpSettings {
+    /// The broker URLs to try, in order: `urls`, else `url`.
+    #[must_use]
+    pub fn broker_urls(&self) -> Vec<SecretString> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+}
+
+/// A comma-separated list of secrets (or a list), blanks skipped.
+fn comma_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        List(Vec<String>),
+    }
+    let items = match Option::<Given>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Given::Text(text)) => text.split(',').map(str::to_owned).collect(),
+        Some(Given::List(list)) => list,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 /// Fair scheduling between tenants (the shaper in `amqp::fairness`).

@@ -148,3 +148,75 @@ async fn deliveries_whose_publish_failed_after_commit_are_published_on_the_next_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_given_several_brokers_use_the_first_that_answers() {
+    // Nothing listens on the first address: every process moves on to the
+    // second, the real broker, and events flow.
+    let dead = format!(
+        "amqp://guest:guest@127.0.0.1:{}/%2f",
+        herald_testkit::free_port()
+    );
+    let live = std::env::var("HERALD__AMQP__URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    // `url` names the dead one too: only `urls` gets anywhere.
+    let env = TestEnv::with(&[
+        ("HERALD__AMQP__URL", &dead),
+        ("HERALD__AMQP__URLS", &format!("{dead}, {live}")),
+    ])
+    .await;
+    assert_eq!(env.settings.amqp.broker_urls().len(), 2);
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "h", "url": receiver.url("h"), "event_types": ["*"]}),
+    )
+    .await;
+    for n in 0..3 {
+        api.send_event(&token, json!({"event_type": "a.b", "data": {"n": n}}))
+            .await;
+    }
+    wait_until(WAIT, "three deliveries", || async {
+        (receiver.requests().len() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quorum_queues_every_queue_is_replicated_and_events_flow() {
+    let env = TestEnv::with(&[("HERALD__AMQP__QUEUE_TYPE", "quorum")]).await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(
+        &token,
+        json!({"name": "h", "url": receiver.url("h"), "event_types": ["*"]}),
+    )
+    .await;
+    for n in 0..5 {
+        api.send_event(&token, json!({"event_type": "a.b", "data": {"n": n}}))
+            .await;
+    }
+    wait_until(WAIT, "five deliveries", || async {
+        (receiver.requests().len() == 5).then_some(())
+    })
+    .await;
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--no-table-headers", "name", "type"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let prefix = format!("{}.", env.settings.amqp.prefix);
+    let ours: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .map(|(name, kind)| (name, kind.trim()))
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .collect();
+    assert!(ours.len() >= 4, "{text}");
+    for (name, kind) in &ours {
+        assert_eq!(*kind, "quorum", "{name}");
+    }
+}
