@@ -449,7 +449,34 @@ async fn main() -> anyhow::Result<()> {
             Load::Rate(200.0, Duration::from_secs(seconds as u64)),
         ),
     ];
+    // The same loads with quorum queues (`amqp.queue_type = quorum`): on
+    // this one broker each queue has a single member, so this is the cost
+    // of the queue type itself, not of replicating to other nodes.
+    let quorum = |mut s: Spec<'static>| {
+        s.env = vec![("HERALD__AMQP__QUEUE_TYPE", "quorum".to_owned())];
+        s
+    };
+    specs.push(quorum(spec("quorum-http-batch", 1, n, 1, 0, Load::Batch)));
     if !o.quick {
+        specs.extend([
+            quorum(spec("quorum-http", 1, n, 1, 0, Load::Single)),
+            quorum(spec(
+                "quorum-fan-out-10",
+                1,
+                (n / 10).max(1),
+                10,
+                0,
+                Load::Batch,
+            )),
+            quorum(spec(
+                "quorum-steady-200",
+                1,
+                200 * seconds,
+                1,
+                0,
+                Load::Rate(200.0, Duration::from_secs(seconds as u64)),
+            )),
+        ]);
         specs.extend([
             spec("fan-out-100", 1, (n / 100).max(1), 100, 0, Load::Batch),
             spec(

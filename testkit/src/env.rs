@@ -177,6 +177,13 @@ impl ProcessHandle {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// Whether the process is still running: its task has not ended (a
+    /// process that gave up, or panicked, has).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !self.join.is_finished()
+    }
+
     /// Sends the shutdown signal and waits for a clean exit.
     pub async fn stop(self) {
         self.stop.cancel();

@@ -309,8 +309,18 @@ async fn every_change_to_a_webhook_and_a_recovered_delivery_is_announced() {
         None,
     )
     .await;
+    // Recorded (the next resend is numbered after it).
     wait_until(WAIT, "the retry to succeed", || async {
-        (endpoint.requests().len() == 2).then_some(())
+        let row = env
+            .db()
+            .await
+            .query_one(
+                "SELECT status, attempt_count FROM deliveries WHERE id = $1",
+                &[&delivery],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, String>(0) == "success" && row.get::<_, i32>(1) == 2).then_some(())
     })
     .await;
     // A success sent again is not a recovery.
