@@ -77,6 +77,9 @@ struct Scenario {
     /// CPU seconds RabbitMQ and Postgres used during the load.
     broker_cpu_seconds: f64,
     database_cpu_seconds: f64,
+    /// Bytes the events, deliveries and attempts tables (indexes and TOAST
+    /// included) hold per stored delivery at the end of the run.
+    db_bytes_per_delivery: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,6 +220,7 @@ async fn run(
         }
         let broker_cpu_seconds = system::cpu_of("beam.smp") - broker_before;
         let database_cpu_seconds = system::cpu_of("postgres") - database_before;
+        let db_bytes_per_delivery = bytes_per_delivery(&sys).await?;
         let processes = sys.usage();
         eprintln!(
             "  ingest {:.0}/s, delivered {}/{} at {:.0}/s, p50 {:.1} ms p99 {:.1} ms, lost {}, duplicates {} ({:.1} s)",
@@ -230,12 +234,20 @@ async fn run(
             delivered.duplicates,
             started.elapsed().as_secs_f64()
         );
-        anyhow::Ok((hooks, sent, delivered, quiet, processes, broker_cpu_seconds, database_cpu_seconds))
+        anyhow::Ok((hooks, sent, delivered, quiet, processes, broker_cpu_seconds, database_cpu_seconds, db_bytes_per_delivery))
     }
     .await;
     sys.stop().await?;
-    let (hooks, sent, delivered, quiet, processes, broker_cpu_seconds, database_cpu_seconds) =
-        measured?;
+    let (
+        hooks,
+        sent,
+        delivered,
+        quiet,
+        processes,
+        broker_cpu_seconds,
+        database_cpu_seconds,
+        db_bytes_per_delivery,
+    ) = measured?;
     Ok(Some(Scenario {
         name: spec.name.to_owned(),
         workers: spec.workers,
@@ -253,7 +265,31 @@ async fn run(
         processes,
         broker_cpu_seconds,
         database_cpu_seconds,
+        db_bytes_per_delivery,
     }))
+}
+
+/// The size of the events, deliveries and attempts tables (their
+/// partitions, indexes and TOAST included) per stored delivery.
+async fn bytes_per_delivery(sys: &System) -> anyhow::Result<f64> {
+    let db = sys.db().await?;
+    let row = db
+        .query_one(
+            "WITH t(name) AS (SELECT unnest(ARRAY['events', 'deliveries', 'delivery_attempts']))
+             SELECT (SELECT sum(pg_total_relation_size(r)) FROM (
+                        SELECT name::regclass AS r FROM t
+                        UNION SELECT relid FROM t, pg_partition_tree(t.name::regclass)) AS tables
+                    )::float8,
+                    (SELECT count(*) FROM deliveries)::float8",
+            &[],
+        )
+        .await?;
+    let (bytes, deliveries): (f64, f64) = (row.get(0), row.get(1));
+    Ok(if deliveries > 0.0 {
+        bytes / deliveries
+    } else {
+        0.0
+    })
 }
 
 /// Stores `rows` delivered events (event, delivery and attempt rows) so
@@ -366,6 +402,34 @@ fn markdown(r: &Report) -> String {
             cpu("worker"),
             s.broker_cpu_seconds,
             s.database_cpu_seconds,
+        ));
+    }
+    md.push_str(
+        "\nCPU per delivery (µs; the load generator and receiver excluded) and storage:\n\n",
+    );
+    md.push_str("| scenario | api | dispatcher | workers | RabbitMQ | Postgres | all | DB bytes/delivery |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|\n");
+    for s in &r.scenarios {
+        #[allow(clippy::cast_precision_loss)]
+        let n = s.delivered.delivered.max(1) as f64;
+        let cpu = |prefix: &str| -> f64 {
+            s.processes
+                .iter()
+                .filter(|p| p.role.starts_with(prefix))
+                .map(|p| p.cpu_seconds)
+                .sum::<f64>()
+                * 1e6
+                / n
+        };
+        let (api, dispatcher, workers) = (cpu("api"), cpu("dispatcher"), cpu("worker"));
+        let (broker, database) = (
+            s.broker_cpu_seconds * 1e6 / n,
+            s.database_cpu_seconds * 1e6 / n,
+        );
+        let all = api + dispatcher + workers + broker + database;
+        let (name, bytes) = (&s.name, s.db_bytes_per_delivery);
+        md.push_str(&format!(
+            "| {name} | {api:.0} | {dispatcher:.0} | {workers:.0} | {broker:.0} | {database:.0} | {all:.0} | {bytes:.0} |\n",
         ));
     }
     for s in &r.scenarios {

@@ -125,12 +125,7 @@ impl ClientIdentity {
 /// An error with its causes.
 fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    crate::net_guard::push_causes(e, &mut text);
     text
 }
 

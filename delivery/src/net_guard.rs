@@ -3,7 +3,6 @@
 //! delivery time (inside the HTTP client's resolver), so a name that later
 //! points at 127.0.0.1 or a cloud metadata address is still refused.
 
-use std::error::Error as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -264,13 +263,18 @@ fn describe_raw(e: &reqwest::Error, timeout: Duration) -> String {
     } else {
         "request error".to_owned()
     };
+    push_causes(e, &mut text);
+    text
+}
+
+/// Appends `": cause"` for each of an error's causes.
+pub(crate) fn push_causes(e: &(dyn std::error::Error + 'static), text: &mut String) {
     let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
 }
 
 #[cfg(test)]

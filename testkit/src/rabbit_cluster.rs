@@ -355,13 +355,8 @@ impl Node {
 
     /// What the wrapper printed at start and the end of the node's log.
     fn diagnostics(&self) -> String {
-        let read = |path: &Path| {
-            std::fs::read(path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        let start = read(&self.dir.join("start.out"));
-        let log = read(&self.dir.join("log").join(format!("{}.log", self.name)));
+        let start = read_lossy(&self.dir.join("start.out"));
+        let log = read_lossy(&self.dir.join("log").join(format!("{}.log", self.name)));
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
         format!("start.out:\n{start}\nlast lines of the node's log:\n{tail}")
@@ -492,6 +487,13 @@ fn distinct_ports(count: usize) -> Vec<u16> {
     ports
 }
 
+/// A file's text (invalid UTF-8 replaced), or nothing if it cannot be read.
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
 /// Whether a process with this id exists.
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -550,9 +552,9 @@ mod tests {
             parse_leader(text, "t.dispatch").as_deref(),
             Some("herald-ab12cd-1@localhost")
         );
-        assert_eq!(parse_leader(text, "t.other"), None);
-        assert_eq!(parse_leader("Error: unreachable", "t.deliveries"), None);
-        assert_eq!(parse_leader("[\n]\n", "t.deliveries"), None);
+        assert!(parse_leader(text, "t.other").is_none());
+        assert!(parse_leader("Error: unreachable", "t.deliveries").is_none());
+        assert!(parse_leader("[\n]\n", "t.deliveries").is_none());
     }
 
     #[test]
@@ -563,6 +565,6 @@ mod tests {
             parse_running_nodes(text),
             Some(vec!["b@localhost".to_owned(), "a@localhost".to_owned()])
         );
-        assert_eq!(parse_running_nodes("Error"), None);
+        assert!(parse_running_nodes("Error").is_none());
     }
 }
