@@ -94,6 +94,9 @@ async fn a_deleted_tenant_loses_everything_and_its_queued_deliveries_are_dropped
         .call(Method::DELETE, &path, Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 404);
+    // A token is refused once the change reaches the api (its token cache
+    // follows the configuration version, polled every 2 seconds at most).
+    env.wait_config_seen(&[&api.process]).await;
     let (status, _) = api
         .call(Method::GET, "/v1/webhooks", Some(&doomed_token), None)
         .await;
