@@ -308,11 +308,12 @@ async fn preload(sys: &System, rows: usize) -> anyhow::Result<()> {
     )
     .await?;
     db.execute(
-        "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type, status, attempt_count)
-         SELECT gen_random_uuid(), $1, 'pre-' || g, (SELECT id FROM webhooks WHERE name = 'preload'),
-                'preload.done', 'success', 1
-         FROM generate_series(1, $2::int8) g",
-        &[&tenant, &n],
+        "INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id, event_type,
+                                 status, attempt_count)
+         SELECT herald_uuid_v7(received_at), $1, id, received_at,
+                (SELECT id FROM webhooks WHERE name = 'preload'), 'preload.done', 'success', 1
+         FROM events WHERE tenant_id = $1 AND id LIKE 'pre-%'",
+        &[&tenant],
     )
     .await?;
     db.execute(

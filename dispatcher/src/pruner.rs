@@ -1,15 +1,17 @@
-//! Retention on a schedule: every `interval`, events older than `max_age`
-//! are deleted in batches (see `db::retention`), until none is left.
+//! Retention on a schedule: every `interval`, the day partitions ahead are
+//! created and the days wholly older than `max_age` are dropped (see
+//! `db::retention`); the statistics rollup and expired portal sessions are
+//! deleted in batches.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use herald_shared::db::{portal, retention, stats};
 use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
-/// Events deleted per statement.
+/// Statistics rows deleted per statement.
 const BATCH: i64 = 1000;
 
 #[derive(Debug)]
@@ -21,32 +23,32 @@ pub struct Pruner {
 
 impl Pruner {
     /// Prunes every `interval` until `shutdown`. Several dispatchers may
-    /// prune at once: they only delete what the other has not.
+    /// prune at once: partitions are created under a lock, a partition
+    /// already dropped is not listed again, and rows are deleted once.
     pub async fn run(self, shutdown: CancellationToken) {
         every(self.interval, &shutdown, || async {
             match self.prune(&shutdown).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "pruned events past retention"),
+                Ok(days) if days.is_empty() => {}
+                Ok(days) => tracing::info!(?days, "dropped the days past retention"),
                 Err(e) => tracing::warn!(error.message = %e, "prune failed; next round will retry"),
             }
         })
         .await;
     }
 
-    /// One round: answers how many events were deleted.
+    /// One round: answers the days whose partitions were dropped.
     ///
     /// # Errors
     /// A database error.
-    pub async fn prune(&self, shutdown: &CancellationToken) -> anyhow::Result<u64> {
+    pub async fn prune(&self, shutdown: &CancellationToken) -> anyhow::Result<Vec<NaiveDate>> {
         let cutoff = Utc::now() - chrono::Duration::from_std(self.max_age)?;
-        let client = self.pool.get().await?;
-        let mut total = 0;
-        while !shutdown.is_cancelled() {
-            let n = retention::prune_batch(&client, cutoff, BATCH).await?;
-            total += n;
-            if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
-                break;
-            }
+        let mut client = self.pool.get().await?;
+        retention::ensure_partitions(&client).await?;
+        let dropped = retention::drop_expired(&mut client, cutoff).await?;
+        if dropped.busy {
+            tracing::info!(
+                "a partition drop waited too long for its lock; the next round tries again"
+            );
         }
         // Statistics are kept for the longest chart (7 days) and a day more.
         let stats_cutoff = Utc::now() - chrono::Duration::days(8);
@@ -55,6 +57,6 @@ impl Pruner {
                 == u64::try_from(BATCH).unwrap_or(u64::MAX)
         {}
         portal::prune_expired(&client).await?;
-        Ok(total)
+        Ok(dropped.days)
     }
 }

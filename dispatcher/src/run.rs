@@ -38,6 +38,7 @@ pub async fn run(
             base.pool.clone(),
             base.topology.clone(),
             base.metrics.clone(),
+            Duration::from_secs(u64::from(settings.dispatcher.idempotency_window_hours) * 3600),
         ),
     });
     let config = ConsumerConfig {

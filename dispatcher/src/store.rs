@@ -7,6 +7,7 @@
 //! event is stored at once, alone, with no added wait.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -57,9 +58,14 @@ pub struct Store {
 impl Store {
     /// Starts the store task; it ends when every `Store` is dropped.
     #[must_use]
-    pub fn spawn(pool: Pool, topology: Topology, metrics: Metrics) -> Self {
+    pub fn spawn(pool: Pool, topology: Topology, metrics: Metrics, window: Duration) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, topology, metrics, rx));
+        let storage = Storage {
+            pool,
+            topology,
+            window,
+        };
+        tokio::spawn(run(storage, metrics, rx));
         Self { tx }
     }
 
@@ -77,12 +83,16 @@ impl Store {
     }
 }
 
-async fn run(
+/// Where and how events are stored.
+#[derive(Debug)]
+struct Storage {
     pool: Pool,
     topology: Topology,
-    metrics: Metrics,
-    mut rx: mpsc::Receiver<(Job, Reply)>,
-) {
+    /// An event id seen within this window is a repeat.
+    window: Duration,
+}
+
+async fn run(storage: Storage, metrics: Metrics, mut rx: mpsc::Receiver<(Job, Reply)>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -92,7 +102,7 @@ async fn run(
             }
         }
         let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-        match store(&pool, &topology, &jobs).await {
+        match store(&storage, &jobs).await {
             Ok(created) => {
                 metrics
                     .deliveries_created
@@ -107,7 +117,7 @@ async fn run(
             Err(e) if jobs.len() > 1 && !matches!(e, HandlerError::Unavailable(_)) => {
                 tracing::debug!(error.message = %e, events = jobs.len(), "batch failed; storing its events one by one");
                 for (job, reply) in jobs.into_iter().zip(replies) {
-                    let result = store(&pool, &topology, std::slice::from_ref(&job)).await;
+                    let result = store(&storage, std::slice::from_ref(&job)).await;
                     if let Ok(created) = &result {
                         metrics
                             .deliveries_created
@@ -127,8 +137,8 @@ async fn run(
 
 /// One batch: rows in one transaction, then every delivery message,
 /// confirmed. Answers how many deliveries each job created.
-async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usize>, HandlerError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
+async fn store(storage: &Storage, jobs: &[Job]) -> Result<Vec<usize>, HandlerError> {
+    let mut client = storage.pool.get().await.map_err(DbError::from)?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     let events: Vec<NewEvent<'_>> = jobs
         .iter()
@@ -143,7 +153,7 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
             received_at: j.received_at,
         })
         .collect();
-    let stored = deliveries::insert_events(&tx, &events).await?;
+    let stored = deliveries::insert_events(&tx, &events, storage.window).await?;
     // The job that stored each event (the first with its key: a repeat in
     // the same batch stores nothing).
     let mut owner: HashMap<(Uuid, &str), usize> = HashMap::new();
@@ -195,7 +205,7 @@ async fn store(pool: &Pool, topology: &Topology, jobs: &[Job]) -> Result<Vec<usi
         }
     }
     drop(client);
-    publish(topology, jobs, &messages).await?;
+    publish(&storage.topology, jobs, &messages).await?;
     Ok(counts)
 }
 

@@ -167,11 +167,12 @@ async fn get_event(
         .await?
         .filter(|e| scope.allows_type(&e.event_type))
         .ok_or(ApiError::NotFound)?;
-    let deliveries: Vec<_> = history::deliveries_of_event(&client, tenant, id.as_str())
-        .await?
-        .into_iter()
-        .filter(|d| scope.allows_webhook(d.webhook_id))
-        .collect();
+    let deliveries: Vec<_> =
+        history::deliveries_of_event(&client, tenant, id.as_str(), event.received_at)
+            .await?
+            .into_iter()
+            .filter(|d| scope.allows_webhook(d.webhook_id))
+            .collect();
     // A session narrowed to some webhooks sees the events sent to them.
     if scope.webhooks().is_some() && deliveries.is_empty() {
         return Err(ApiError::NotFound);

@@ -32,6 +32,7 @@ impl NewEvent<'_> {
         NewDelivery {
             tenant_id: self.tenant_id,
             event_id: self.id,
+            event_received_at: self.received_at,
             webhook_id,
             event_type: self.event_type,
         }
@@ -59,14 +60,23 @@ impl NewEvent<'_> {
     }
 }
 
-/// Inserts the events in one statement, skipping any whose tenant already
-/// has that id; answers `(tenant, id)` of those this call stored.
+/// Inserts the events, skipping any whose key (tenant, id) was stored
+/// within `window` before it (and all but the first of one key in the
+/// batch); answers `(tenant, id)` of those this call stored.
+///
+/// Events are partitioned by day, and Postgres has no unique index across
+/// partitions, so the key is checked here: a transaction lock on each key
+/// (taken in key order, so batches cannot deadlock), then a look for the
+/// key among the events received within the window. Two dispatchers
+/// storing one key at once take turns, and the second finds the first's
+/// row. Call it inside a transaction, which holds the locks until commit.
 ///
 /// # Errors
 /// A database error.
 pub async fn insert_events(
     client: &impl GenericClient,
     events: &[NewEvent<'_>],
+    window: std::time::Duration,
 ) -> DbResult<Vec<(Uuid, String)>> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -82,12 +92,30 @@ pub async fn insert_events(
     let sources: Vec<Option<&str>> = events.iter().map(|e| e.source).collect();
     let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     let received: Vec<DateTime<Utc>> = events.iter().map(|e| e.received_at).collect();
+    let lock = client
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock(k) FROM (
+                 SELECT DISTINCT hashtextextended(t::text || '/' || i, 0) AS k
+                 FROM unnest($1::uuid[], $2::text[]) AS u(t, i) ORDER BY 1) keys",
+        )
+        .await?;
+    client.execute(&lock, &[&tenants, &ids]).await?;
+    // A statement of its own, after the locks: its snapshot sees the rows
+    // of every transaction that held one of these keys before.
     let stmt = client
         .prepare_cached(
             "INSERT INTO events (tenant_id, id, event_type, data, severity, source, occurred_at, received_at)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[],
-                                  $7::timestamptz[], $8::timestamptz[])
-             ON CONFLICT (tenant_id, id) DO NOTHING
+             SELECT u.tenant_id, u.id, u.event_type, u.data, u.severity, u.source, u.occurred_at, u.received_at
+             FROM (SELECT DISTINCT ON (tenant_id, id) *
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[],
+                               $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY
+                       AS u(tenant_id, id, event_type, data, severity, source, occurred_at, received_at, n)
+                   ORDER BY tenant_id, id, n) u
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM events e
+                 WHERE e.tenant_id = u.tenant_id AND e.id = u.id
+                   AND e.received_at > u.received_at - make_interval(secs => $9))
+             ON CONFLICT DO NOTHING
              RETURNING tenant_id, id",
         )
         .await?;
@@ -103,10 +131,35 @@ pub async fn insert_events(
                 &sources,
                 &occurred,
                 &received,
+                &window.as_secs_f64(),
             ],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A delivery's id: a UUIDv7 whose time is its event's `received_at` (so
+/// the delivery lives in its event's day partition and `WHERE id = $1`
+/// reaches one partition) and whose other bits are a hash of the event's
+/// key and the webhook (so storing one event again makes the same ids).
+#[must_use]
+pub fn delivery_id(
+    tenant_id: Uuid,
+    event_id: &str,
+    received_at: DateTime<Utc>,
+    webhook_id: Uuid,
+) -> Uuid {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(tenant_id.as_bytes())
+        .chain_update(webhook_id.as_bytes())
+        .chain_update(received_at.timestamp_micros().to_be_bytes())
+        .chain_update(event_id.as_bytes())
+        .finalize();
+    let millis = u64::try_from(received_at.timestamp_millis()).unwrap_or(0);
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// A delivery row about to be created.
@@ -114,13 +167,15 @@ pub async fn insert_events(
 pub struct NewDelivery<'a> {
     pub tenant_id: Uuid,
     pub event_id: &'a str,
+    pub event_received_at: DateTime<Utc>,
     pub webhook_id: Uuid,
     pub event_type: &'a str,
 }
 
-/// Creates the delivery rows in one statement, skipping any (event,
-/// webhook) that exists; answers `(delivery id, tenant, event id, webhook)`
-/// of the rows this call created.
+/// Creates the delivery rows in one statement, skipping any that exists
+/// (its id is made from the event and webhook: see [`delivery_id`]);
+/// answers `(delivery id, tenant, event id, webhook)` of the rows this call
+/// created.
 ///
 /// # Errors
 /// A database error.
@@ -131,21 +186,28 @@ pub async fn insert_deliveries(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| delivery_id(r.tenant_id, r.event_id, r.event_received_at, r.webhook_id))
+        .collect();
     let tenants: Vec<Uuid> = rows.iter().map(|r| r.tenant_id).collect();
     let events: Vec<&str> = rows.iter().map(|r| r.event_id).collect();
+    let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.event_received_at).collect();
     let webhooks: Vec<Uuid> = rows.iter().map(|r| r.webhook_id).collect();
     let types: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
     let stmt = client
         .prepare_cached(
-            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[])
-             ON CONFLICT (tenant_id, event_id, webhook_id) DO NOTHING
+            "INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id, event_type)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[])
+             ON CONFLICT (id) DO NOTHING
              RETURNING id, tenant_id, event_id, webhook_id",
         )
         .await?;
     let rows = client
-        .query(&stmt, &[&ids, &tenants, &events, &webhooks, &types])
+        .query(
+            &stmt,
+            &[&ids, &tenants, &events, &received, &webhooks, &types],
+        )
         .await?;
     Ok(rows
         .iter()
@@ -164,8 +226,9 @@ pub struct StoredEvent {
     pub received_at: DateTime<Utc>,
 }
 
-/// The stored event and its deliveries that were never attempted: what a
-/// dispatcher that crashed between commit and publish left unpublished.
+/// The latest stored event with this key and its deliveries that were
+/// never attempted: what a dispatcher that crashed between commit and
+/// publish left unpublished.
 ///
 /// # Errors
 /// A database error.
@@ -177,7 +240,7 @@ pub async fn unattempted_deliveries(
     let Some(row) = client
         .query_opt(
             "SELECT event_type, data::text, severity, source, occurred_at, received_at
-             FROM events WHERE tenant_id = $1 AND id = $2",
+             FROM events WHERE tenant_id = $1 AND id = $2 ORDER BY received_at DESC LIMIT 1",
             &[&tenant_id, &event_id],
         )
         .await?
@@ -195,8 +258,9 @@ pub async fn unattempted_deliveries(
     let rows = client
         .query(
             "SELECT id, webhook_id FROM deliveries
-             WHERE tenant_id = $1 AND event_id = $2 AND status = 'pending' AND attempt_count = 0",
-            &[&tenant_id, &event_id],
+             WHERE tenant_id = $1 AND event_id = $2 AND event_received_at = $3
+               AND status = 'pending' AND attempt_count = 0",
+            &[&tenant_id, &event_id, &event.received_at],
         )
         .await?;
     Ok(Some((
@@ -431,8 +495,8 @@ pub async fn finish_unsent(
             "WITH d AS (
                  UPDATE deliveries SET status = 'failed', updated_at = now() WHERE id = $1 RETURNING id
              )
-             INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, error)
-             SELECT $2, d.id, 0, now(), 0, $3 FROM d",
+             INSERT INTO delivery_attempts (delivery_id, id, attempt, attempted_at, duration_ms, error)
+             SELECT d.id, $2, 0, now(), 0, $3 FROM d",
         )
         .await?;
     client
@@ -457,6 +521,7 @@ pub async fn messages_for(
             "SELECT d.id, d.tenant_id, d.webhook_id, d.event_id, e.event_type, e.occurred_at, e.received_at,
                     e.severity, e.source, e.data::text, d.attempt_count
              FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+                                          AND e.received_at = d.event_received_at
              WHERE d.id = ANY($1)",
         )
         .await?;
@@ -590,4 +655,31 @@ pub async fn claim_overdue(
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_id_carries_its_events_arrival_and_is_the_same_when_made_again() {
+        let tenant = Uuid::now_v7();
+        let webhook = Uuid::now_v7();
+        let at: DateTime<Utc> = "2026-12-05T23:59:59.999123Z".parse().unwrap();
+        let id = delivery_id(tenant, "order-1", at, webhook);
+        assert_eq!(id.get_version_num(), 7);
+        let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!((secs, nanos / 1_000_000), (at.timestamp() as u64, 999));
+        assert_eq!(id, delivery_id(tenant, "order-1", at, webhook));
+        // Another webhook, event or arrival makes another id.
+        assert_ne!(id, delivery_id(tenant, "order-1", at, Uuid::now_v7()));
+        assert_ne!(id, delivery_id(tenant, "order-2", at, webhook));
+        let later = at + chrono::Duration::microseconds(1);
+        assert_ne!(id, delivery_id(tenant, "order-1", later, webhook));
+        // It sorts inside its day's partition (herald_day_uuid of
+        // 2026-12-05 and 2026-12-06, migration V14).
+        let day = Uuid::parse_str("01a24380-2000-0000-0000-000000000000").unwrap();
+        let next_day = Uuid::parse_str("01a248a6-7c00-0000-0000-000000000000").unwrap();
+        assert!(day <= id && id < next_day, "{id}");
+    }
 }

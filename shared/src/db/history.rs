@@ -132,7 +132,7 @@ pub async fn list_events(
            AND ($8::uuid[] IS NULL OR EXISTS (
                 SELECT 1 FROM deliveries d
                 WHERE d.tenant_id = events.tenant_id AND d.event_id = events.id
-                  AND d.webhook_id = ANY($8)))
+                  AND d.event_received_at = events.received_at AND d.webhook_id = ANY($8)))
            AND {}
          ORDER BY received_at DESC, id DESC
          LIMIT $7",
@@ -163,6 +163,9 @@ pub async fn list_events(
     Ok((events, next))
 }
 
+/// The latest event with this id (an id seen again past the idempotency
+/// window is a new event).
+///
 /// # Errors
 /// A database error.
 pub async fn get_event(
@@ -172,7 +175,10 @@ pub async fn get_event(
 ) -> DbResult<Option<EventRow>> {
     let row = client
         .query_opt(
-            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2"),
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2
+                 ORDER BY received_at DESC LIMIT 1"
+            ),
             &[&tenant_id, &id],
         )
         .await?;
@@ -295,7 +301,8 @@ pub async fn get_delivery(
     Ok(row.as_ref().map(delivery_row))
 }
 
-/// One event's deliveries, oldest first.
+/// One event's deliveries (the event received at `received_at`), oldest
+/// first.
 ///
 /// # Errors
 /// A database error.
@@ -303,14 +310,16 @@ pub async fn deliveries_of_event(
     client: &impl GenericClient,
     tenant_id: Uuid,
     event_id: &str,
+    received_at: DateTime<Utc>,
 ) -> DbResult<Vec<DeliveryRow>> {
     let rows = client
         .query(
             &format!(
-                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE tenant_id = $1 AND event_id = $2
+                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES}
+                 WHERE tenant_id = $1 AND event_id = $2 AND event_received_at = $3
                  ORDER BY created_at, id"
             ),
-            &[&tenant_id, &event_id],
+            &[&tenant_id, &event_id, &received_at],
         )
         .await?;
     Ok(rows.iter().map(delivery_row).collect())

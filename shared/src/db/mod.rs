@@ -153,7 +153,8 @@ impl From<tokio_postgres::Error> for DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// Applies every pending migration.
+/// Applies every pending migration, then creates the day partitions of
+/// the week ahead that are missing (see [`retention`]).
 ///
 /// # Errors
 /// No connection, or a migration that fails.
@@ -166,6 +167,9 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     for m in report.applied_migrations() {
         tracing::info!(migration = %m, "applied");
     }
+    retention::ensure_partitions(&client)
+        .await
+        .context("creating the day partitions")?;
     Ok(())
 }
 

@@ -149,10 +149,13 @@ pub async fn purge_step(client: &impl GenericClient, batch: i64) -> DbResult<u64
     };
     let tenant: Uuid = row.get(0);
     let steps = [
-        "DELETE FROM deliveries WHERE id IN (
-             SELECT id FROM deliveries WHERE tenant_id = $1 LIMIT $2)",
-        "DELETE FROM events WHERE (tenant_id, id) IN (
-             SELECT tenant_id, id FROM events WHERE tenant_id = $1 LIMIT $2)",
+        // Attempts go with their deliveries: the partitioned tables hold
+        // no foreign keys to cascade through.
+        "WITH d AS (SELECT id FROM deliveries WHERE tenant_id = $1 LIMIT $2),
+              a AS (DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM d))
+         DELETE FROM deliveries WHERE id IN (SELECT id FROM d)",
+        "DELETE FROM events WHERE (tenant_id, id, received_at) IN (
+             SELECT tenant_id, id, received_at FROM events WHERE tenant_id = $1 LIMIT $2)",
         "DELETE FROM webhooks WHERE id IN (
              SELECT id FROM webhooks WHERE tenant_id = $1 LIMIT $2)",
     ];

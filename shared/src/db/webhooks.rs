@@ -425,7 +425,12 @@ pub async fn list(
 pub async fn delete(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> DbResult<bool> {
     let n = client
         .execute(
-            "DELETE FROM webhooks WHERE id = $1 AND tenant_id = $2",
+            // Its deliveries go by cascade, their attempts here (the
+            // partitioned tables hold no foreign keys).
+            "WITH a AS (
+                 DELETE FROM delivery_attempts WHERE delivery_id IN (
+                     SELECT id FROM deliveries WHERE webhook_id = $1 AND tenant_id = $2))
+             DELETE FROM webhooks WHERE id = $1 AND tenant_id = $2",
             &[&id, &tenant_id],
         )
         .await?;

@@ -37,7 +37,8 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetentionSettings {
-    /// Events, deliveries and attempts older than this are deleted.
+    /// Days whose events, deliveries and attempts are all older than this
+    /// are dropped.
     pub max_age_days: u64,
     /// How often the dispatchers prune.
     #[serde(deserialize_with = "duration::seconds")]
@@ -129,6 +130,8 @@ pub struct DispatcherSettings {
     /// How far past due a retry must be to be republished.
     #[serde(deserialize_with = "duration::seconds")]
     pub sweep_grace_seconds: Duration,
+    /// An event id seen within this many hours is a repeat.
+    pub idempotency_window_hours: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,6 +356,14 @@ impl Settings {
         {
             bail!(
                 "retention.max_age_days, retention.prune_interval_seconds and retention.purge_interval_seconds must be above 0"
+            );
+        }
+        if self.dispatcher.idempotency_window_hours == 0
+            || u64::from(self.dispatcher.idempotency_window_hours)
+                > self.retention.max_age_days.saturating_mul(24)
+        {
+            bail!(
+                "dispatcher.idempotency_window_hours must be above 0 and at most retention.max_age_days × 24"
             );
         }
         if self.api.max_connections == 0

@@ -253,33 +253,58 @@ async fn history_past_retention_is_pruned_and_the_rest_stays() {
     })
     .await;
 
-    // 2,500 events from 40 days ago, each with a delivery and an attempt:
-    // more than one batch.
+    // 2,500 events from 40 days ago, each with a delivery and an attempt,
+    // in that day's partitions (made here: Herald makes them only ahead).
     let tenant: uuid::Uuid = tenant.parse().unwrap();
-    env.db()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
-             SELECT '{tenant}', 'old-' || g, 'a.b', '{{}}', now() - interval '40 days', now() - interval '40 days'
-             FROM generate_series(1, 2500) g;
-             INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type, status, attempt_count, created_at)
-             SELECT gen_random_uuid(), '{tenant}', 'old-' || g, (SELECT id FROM webhooks), 'a.b', 'success', 1,
-                    now() - interval '40 days'
-             FROM generate_series(1, 2500) g;
-             INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, status_code)
-             SELECT gen_random_uuid(), id, 1, now() - interval '40 days', 1, 200
-             FROM deliveries WHERE event_id LIKE 'old-%';"
-        ))
+    let old_day = (chrono::Utc::now() - chrono::Duration::days(40)).date_naive();
+    let db = env.db().await;
+    herald_shared::db::retention::ensure_days(&db, old_day, 0)
         .await
         .unwrap();
+    db.batch_execute(&format!(
+        "INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
+         SELECT '{tenant}', 'old-' || g, 'a.b', '{{}}', now() - interval '40 days', now() - interval '40 days'
+         FROM generate_series(1, 2500) g;
+         INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id, event_type, status,
+                                 attempt_count, created_at)
+         SELECT herald_uuid_v7(received_at), '{tenant}', id, received_at, (SELECT id FROM webhooks), 'a.b',
+                'success', 1, received_at
+         FROM events WHERE id LIKE 'old-%';
+         INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, status_code)
+         SELECT gen_random_uuid(), id, 1, now() - interval '40 days', 1, 200
+         FROM deliveries WHERE event_id LIKE 'old-%';"
+    ))
+    .await
+    .unwrap();
     assert_eq!(env.count("SELECT count(*) FROM events").await, 2501);
+    let day = old_day.format("%Y%m%d");
+    for table in ["events", "deliveries", "delivery_attempts"] {
+        let sql = format!("SELECT count(*) FROM {table}_p{day}");
+        assert_eq!(env.count(&sql).await, 2500, "{table} in its day");
+    }
 
-    wait_until(WAIT, "the old history pruned", || async {
-        (env.count("SELECT count(*) FROM events").await == 1).then_some(())
+    // The whole day goes at once: its partitions are dropped.
+    wait_until(WAIT, "the old day dropped", || async {
+        let days = herald_shared::db::retention::partition_days(&env.db().await)
+            .await
+            .unwrap();
+        (!days.contains(&old_day)).then_some(())
     })
     .await;
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM deliveries").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 1);
+    // Today and the week ahead stay ready.
+    let days = herald_shared::db::retention::partition_days(&env.db().await)
+        .await
+        .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    for ahead in 0..=7 {
+        assert!(
+            days.contains(&(today + chrono::Duration::days(ahead))),
+            "{days:?}"
+        );
+    }
     let kept = page(&api, &token, &format!("/v1/events/{recent}")).await;
     assert_eq!(kept["deliveries"].as_array().unwrap().len(), 1);
 }

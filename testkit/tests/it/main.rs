@@ -13,6 +13,7 @@ mod hostile;
 mod isolation;
 mod openapi;
 mod operations;
+mod partitions;
 mod pipeline;
 mod portal;
 mod resilience;
