@@ -3,13 +3,17 @@
 //! receiver on loopback — measured against the machine's own ceilings.
 //! Writes `bench.json` and `bench.md` under `target/bench/`.
 //!
-//! `herald-bench [--events N] [--quick] [--heavy]`: `--quick` is the tiny
-//! run CI makes to keep the benchmark working; `--heavy` adds 10,000
-//! webhooks and 1 million stored deliveries.
+//! `herald-bench [--events N] [--quick] [--heavy] [--stored N]
+//! [--retention N]`: `--quick` is the tiny run CI makes to keep the
+//! benchmark working; `--heavy` adds 10,000 webhooks and 1 million stored
+//! deliveries; `--stored N` runs steady-200 with N stored deliveries;
+//! `--retention N` runs only the retention comparison over N stored
+//! deliveries (see `retention`).
 
 mod ceilings;
 mod load;
 mod receiver;
+mod retention;
 mod system;
 
 use std::time::{Duration, Instant};
@@ -28,6 +32,10 @@ struct Options {
     heavy: bool,
     /// Run only the scenarios whose name contains this.
     only: Option<String>,
+    /// Deliveries stored before a steady-200 run of its own.
+    stored: Option<usize>,
+    /// Run only the retention comparison over this many deliveries.
+    retention: Option<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -36,6 +44,8 @@ fn options() -> anyhow::Result<Options> {
         quick: false,
         heavy: false,
         only: None,
+        stored: None,
+        retention: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -44,8 +54,16 @@ fn options() -> anyhow::Result<Options> {
             "--quick" => o.quick = true,
             "--heavy" => o.heavy = true,
             "--only" => o.only = Some(args.next().context("--only takes a scenario name")?),
+            "--stored" => {
+                o.stored = Some(args.next().context("--stored takes a number")?.parse()?);
+            }
+            "--retention" => {
+                o.retention = Some(args.next().context("--retention takes a number")?.parse()?);
+            }
             other => {
-                bail!("unknown argument {other:?}; use --events N, --quick, --heavy, --only NAME")
+                bail!(
+                    "unknown argument {other:?}; use --events N, --quick, --heavy, --only NAME, --stored N, --retention N"
+                )
             }
         }
     }
@@ -450,6 +468,23 @@ async fn main() -> anyhow::Result<()> {
     let n = o.events;
     let receiver = Receiver::start()?;
     let started_at = chrono_now();
+    let out = std::env::current_exe()?
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("target folder")?
+        .join("bench");
+    std::fs::create_dir_all(&out)?;
+    if let Some(deliveries) = o.retention {
+        let runs = retention::compare(&receiver, deliveries).await?;
+        std::fs::write(
+            out.join("retention.json"),
+            serde_json::to_string_pretty(&runs)?,
+        )?;
+        let md = retention::markdown(&runs);
+        std::fs::write(out.join("retention.md"), &md)?;
+        println!("machine: {}\n\n{md}", machine());
+        return Ok(());
+    }
 
     eprintln!("ceilings");
     let probe_n = if o.quick { 500 } else { 20_000 };
@@ -584,6 +619,18 @@ async fn main() -> anyhow::Result<()> {
         s.preload_rows = 1_000_000;
         specs.push(s);
     }
+    if let Some(rows) = o.stored {
+        let mut s = spec(
+            "steady-200-stored",
+            1,
+            2000,
+            1,
+            0,
+            Load::Rate(200.0, Duration::from_secs(10)),
+        );
+        s.preload_rows = rows;
+        specs.push(s);
+    }
     for s in specs {
         scenarios.extend(run(s, &receiver, lowest, only).await?);
     }
@@ -598,12 +645,6 @@ async fn main() -> anyhow::Result<()> {
         ceilings,
         scenarios,
     };
-    let out = std::env::current_exe()?
-        .parent()
-        .and_then(std::path::Path::parent)
-        .context("target folder")?
-        .join("bench");
-    std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("bench.json"),
         serde_json::to_string_pretty(&report)?,

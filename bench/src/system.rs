@@ -253,6 +253,11 @@ impl System {
         self.processes.iter().map(Process::usage).collect()
     }
 
+    /// This run's database URL.
+    pub(crate) fn db_url(&self) -> String {
+        format!("{PG}/{}", self.db_name)
+    }
+
     /// A direct connection to this run's database.
     pub(crate) async fn db(&self) -> anyhow::Result<tokio_postgres::Client> {
         let (client, conn) =

@@ -14,10 +14,10 @@ use super::DbResult;
 /// process that starts creates them too.
 pub const DAYS_AHEAD: i32 = 7;
 
-/// How long a partition drop waits for its lock before giving up until the
-/// next round: the drop needs the parent tables briefly to itself, and
-/// waiting longer would hold up the inserts queued behind it.
-const DROP_LOCK_TIMEOUT: &str = "100ms";
+/// How long a detach waits for its lock (it conflicts only with other
+/// schema changes and vacuum of the parent, never with reads or writes)
+/// before the next round tries again.
+const DETACH_LOCK_TIMEOUT: &str = "10s";
 
 /// Creates the partitions of today (UTC) through [`DAYS_AHEAD`] days ahead
 /// that are missing; answers how many days it created.
@@ -66,12 +66,14 @@ pub struct Dropped {
     pub busy: bool,
 }
 
-/// Drops the partitions of every day that ended at or before `cutoff`:
-/// each day's three tables in one short transaction that gives up after
-/// [`DROP_LOCK_TIMEOUT`] rather than hold up the hot path.
+/// Drops the partitions of every day that ended at or before `cutoff`.
+/// Each partition is first detached with `DETACH PARTITION … CONCURRENTLY`,
+/// which never blocks the inserts and reads on the parent table, then
+/// dropped alone. A detach left pending by a crash is finished first, and a
+/// table left detached is dropped.
 ///
 /// # Errors
-/// A database error other than a lock timeout.
+/// A database error.
 pub async fn drop_expired(
     client: &mut deadpool_postgres::Object,
     cutoff: DateTime<Utc>,
@@ -79,29 +81,49 @@ pub async fn drop_expired(
     // A day D holds [D, D + 1): all of it is past the cutoff when D + 1 ≤
     // cutoff, that is when D is before the cutoff's own day.
     let last_kept = cutoff.date_naive();
+    let rows = client
+        .query(
+            "SELECT c.relname, i.inhparent::regclass::text, coalesce(i.inhdetachpending, false)
+             FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+             WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+               AND c.relname ~ '^(events|deliveries|delivery_attempts)_p[0-9]{8}$'
+               AND to_date(right(c.relname, 8), 'YYYYMMDD') < $1
+             ORDER BY right(c.relname, 8), c.relname DESC",
+            &[&last_kept],
+        )
+        .await?;
     let mut out = Dropped::default();
-    for day in partition_days(&*client).await? {
-        if day >= last_kept {
-            break;
+    for row in &rows {
+        let table: &str = row.get(0);
+        let parent: Option<&str> = row.get(1);
+        let pending: bool = row.get(2);
+        if let Some(parent) = parent {
+            let how = if pending { "FINALIZE" } else { "CONCURRENTLY" };
+            // Statements of their own: a detach made concurrently cannot
+            // run inside a transaction block.
+            client
+                .batch_execute(&format!("SET lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
+                .await?;
+            let detached = client
+                .batch_execute(&format!(
+                    "ALTER TABLE {parent} DETACH PARTITION {table} {how}"
+                ))
+                .await;
+            client.batch_execute("RESET lock_timeout").await?;
+            if let Err(e) = detached {
+                if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                    out.busy = true;
+                    return Ok(out);
+                }
+                return Err(e.into());
+            }
         }
-        let name = day.format("%Y%m%d");
-        let tx = client.transaction().await?;
-        let dropped = tx
-            .batch_execute(&format!(
-                "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}';
-                 DROP TABLE delivery_attempts_p{name}, deliveries_p{name}, events_p{name}"
-            ))
-            .await;
-        match dropped {
-            Ok(()) => {
-                tx.commit().await?;
-                out.days.push(day);
-            }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-                out.busy = true;
-                break;
-            }
-            Err(e) => return Err(e.into()),
+        client.batch_execute(&format!("DROP TABLE {table}")).await?;
+        if let Some(day) = table
+            .strip_prefix("events_p")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+        {
+            out.days.push(day);
         }
     }
     Ok(out)

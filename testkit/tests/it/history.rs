@@ -283,14 +283,19 @@ async fn history_past_retention_is_pruned_and_the_rest_stays() {
         assert_eq!(env.count(&sql).await, 2500, "{table} in its day");
     }
 
-    // The whole day goes at once: its partitions are dropped.
+    // The whole day goes at once: its partitions are detached and dropped.
+    let gone = format!(
+        "SELECT count(*) FROM unnest(ARRAY['events_p{day}', 'deliveries_p{day}', 'delivery_attempts_p{day}']) t
+         WHERE to_regclass(t) IS NOT NULL"
+    );
     wait_until(WAIT, "the old day dropped", || async {
-        let days = herald_shared::db::retention::partition_days(&env.db().await)
-            .await
-            .unwrap();
-        (!days.contains(&old_day)).then_some(())
+        (env.count(&gone).await == 0).then_some(())
     })
     .await;
+    let days = herald_shared::db::retention::partition_days(&env.db().await)
+        .await
+        .unwrap();
+    assert!(!days.contains(&old_day));
     assert_eq!(env.count("SELECT count(*) FROM events").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM deliveries").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 1);
