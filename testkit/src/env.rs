@@ -234,6 +234,11 @@ impl TestEnv {
         let vars = env_map(&db_name, &prefix, &extra);
         let settings = Settings::load_from(&vars).expect("test settings");
         let pool = settings.database.pool().expect("pool");
+        // The template may be older than a week: today's partitions are
+        // made here as `herald-api migrate` makes them.
+        db::retention::ensure_partitions(&pool.get().await.expect("database connection"))
+            .await
+            .expect("day partitions");
         let topology = Topology::new(&settings.amqp).expect("topology");
         Self {
             settings,

@@ -173,6 +173,21 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Applies the migrations up to and including `version` and no further:
+/// an installation as an earlier release left it, for upgrade tests.
+///
+/// # Errors
+/// No connection, or a migration that fails.
+pub async fn migrate_to(pool: &Pool, version: i32) -> anyhow::Result<()> {
+    let mut client = pool.get().await.context("connecting to run migrations")?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run_async(&mut **client)
+        .await
+        .context("applying migrations")?;
+    Ok(())
+}
+
 /// Creates the configured database if it does not exist yet (connecting to
 /// the server's `postgres` database to do so).
 ///

@@ -174,3 +174,85 @@ async fn concurrent_repeats_of_one_key_make_one_event_and_one_delivery() {
     .await;
     assert_eq!(receiver.requests().len(), usize::try_from(keys).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_from_before_partitions_keeps_its_history_in_its_days() {
+    let env = TestEnv::new().await;
+    let name = format!("{}_upgrade", env.db_name);
+    let admin = env.db().await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let url = env.vars["HERALD__DATABASE__URL"].replace(&env.db_name, &name);
+    let pool = env.settings.database.pool_for(&url).expect("pool");
+    herald_shared::db::migrate_to(&pool, 13)
+        .await
+        .expect("migrations up to V13");
+    // History as V13 kept it: events three days apart, their deliveries
+    // (ids made at the time) and attempts, joined by foreign keys.
+    let db = pool.get().await.expect("connection");
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 't');
+         INSERT INTO webhooks (id, tenant_id, name, url, event_types, secret_sealed, timeout_seconds,
+                               retry_attempts, retry_backoff_seconds)
+         VALUES ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-000000000001', 'w',
+                 'https://example.com/', ARRAY['*'], '\\x00', 5, 5, 60);
+         INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
+         SELECT '00000000-0000-0000-0000-000000000001', 'e' || g, 'a.b', '{}', now(), now() - g * interval '3 days'
+         FROM generate_series(0, 2) g;
+         INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type, status, attempt_count)
+         SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING
+                    substring(int8send(floor(extract(epoch FROM received_at) * 1000)::int8) FROM 3)
+                    FROM 1 FOR 6), 'hex')::uuid,
+                tenant_id, id, '00000000-0000-0000-0000-0000000000a1', 'a.b', 'success', 1
+         FROM events;
+         INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, duration_ms, status_code)
+         SELECT gen_random_uuid(), id, 1, now(), 3, 200 FROM deliveries;",
+    )
+    .await
+    .expect("history as V13 kept it");
+    drop(db);
+
+    herald_shared::db::migrate(&pool).await.expect("upgrade");
+    let db = pool.get().await.expect("connection");
+    let rows = db
+        .query(
+            "SELECT e.tableoid::regclass::text, d.tableoid::regclass::text, a.tableoid::regclass::text
+             FROM events e
+             JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id
+                              AND d.event_received_at = e.received_at
+             JOIN delivery_attempts a ON a.delivery_id = d.id
+             ORDER BY e.received_at",
+            &[],
+        )
+        .await
+        .expect("history after the upgrade");
+    assert_eq!(rows.len(), 3, "every event with its delivery and attempt");
+    for (r, ago) in rows.iter().zip([6, 3, 0]) {
+        let day = (chrono::Utc::now() - chrono::Duration::days(ago)).format("%Y%m%d");
+        let tables: (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(
+            tables,
+            (
+                format!("events_p{day}"),
+                format!("deliveries_p{day}"),
+                format!("delivery_attempts_p{day}")
+            )
+        );
+    }
+    let days = herald_shared::db::retention::partition_days(&db)
+        .await
+        .expect("days");
+    let today = chrono::Utc::now().date_naive();
+    assert!(
+        days.contains(&(today + chrono::Duration::days(7))),
+        "{days:?}"
+    );
+    drop(db);
+    pool.close();
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .expect("drop database");
+}
