@@ -134,14 +134,14 @@ pub(crate) async fn postgres_alone(sys: &System, n: usize) -> anyhow::Result<f64
         let attempts: Vec<uuid::Uuid> = (0..size).map(|_| uuid::Uuid::now_v7()).collect();
         let tx = db.transaction().await?;
         tx.execute(
-            "INSERT INTO events (tenant_id, id, event_type, data, occurred_at)
-             SELECT $1, i, 'order.created', '{\"amount\": 4200}'::jsonb, now() FROM unnest($2::text[]) AS i",
+            "INSERT INTO events (tenant_id, id, event_type, data, occurred_at, received_at)
+             SELECT $1, i, 'order.created', '{\"amount\": 4200}'::jsonb, now(), now() FROM unnest($2::text[]) AS i",
             &[&tenant, &ids],
         )
         .await?;
         tx.execute(
-            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, event_type)
-             SELECT d, $1, e, $2, 'order.created' FROM unnest($3::uuid[], $4::text[]) AS t(d, e)",
+            "INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id, event_type)
+             SELECT d, $1, e, now(), $2, 'order.created' FROM unnest($3::uuid[], $4::text[]) AS t(d, e)",
             &[&tenant, &webhook, &deliveries, &ids],
         )
         .await?;
