@@ -81,10 +81,13 @@ start_herald() {
 
 finish_herald() {
   stop_herald
-  rabbitmqctl -q list_queues name 2>/dev/null | grep "^$HERALD__AMQP__PREFIX" |
-    while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
-  rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^$HERALD__AMQP__PREFIX" |
-    while read -r x; do rabbitmqadmin delete exchange name="$x" >/dev/null 2>&1 || true; done
+  # rabbitmqctl reads its standard input: each gets /dev/null, or the
+  # first would swallow the rest of the list.
+  local q
+  for q in $(rabbitmqctl -q list_queues name --no-table-headers </dev/null 2>/dev/null |
+    grep "^$HERALD__AMQP__PREFIX" || true); do
+    rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
+  done
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS harness_$1 WITH (FORCE)" >/dev/null
 }
 
