@@ -45,7 +45,10 @@ stop_herald() {
   fi
   pids=()
 }
+current=""
 cleanup() {
+  # A run stopped midway removes its workload's queues and database too.
+  if [[ -n $current ]]; then finish_herald "$current"; fi
   stop_herald
   nginx -p "$work/nginx/" -c "$harness/nginx-receiver.conf" -s quit 2>/dev/null || true
   rm -rf "$work"
@@ -107,7 +110,8 @@ setup() {
 body='{"event_type":"bench.event","data":{"seq":{{seq}},"ts":{{ts}}}}'
 
 for w in "${workloads[@]}"; do
-  start_herald "${w,,}"
+  current=${w,,}
+  start_herald "$current"
   case $w in
     W1) token=$(setup /hook) ;;
     W2) token=$(setup "/hook?ep=0" "/hook?ep=1" "/hook?ep=2" "/hook?ep=3" "/hook?ep=4" \
@@ -120,21 +124,14 @@ for w in "${workloads[@]}"; do
   : >"$log"
   auth="Authorization: Bearer $token"
   case $w in
-    W1)
+    W1 | W2)
+      events=$([[ $w == W1 ]] && echo 20000 || echo 2000)
       python3 "$harness/loadgen.py" --url "$api/v1/events" -H "$auth" --body "$body" \
-        -n 20000 -c 64 --csv "$work/lg.csv" >"$work/lg.json"
+        -n "$events" -c 64 --csv "$work/lg.csv" >"$work/lg.json"
       sleep 1.2 # nginx flushes its log every second
       python3 "$harness/deliveries.py" "$log" --expect 20000 --idle 15 --wait 600 >/dev/null
       sleep 1.2
-      echo "{\"workload\":\"W1\",\"loadgen\":$(cat "$work/lg.json"),\"count\":$(python3 "$harness/count_ids.py" "$log" /hook 20000 "$work/lg.json")}"
-      ;;
-    W2)
-      python3 "$harness/loadgen.py" --url "$api/v1/events" -H "$auth" --body "$body" \
-        -n 2000 -c 64 --csv "$work/lg.csv" >"$work/lg.json"
-      sleep 1.2
-      python3 "$harness/deliveries.py" "$log" --expect 20000 --idle 15 --wait 600 >/dev/null
-      sleep 1.2
-      echo "{\"workload\":\"W2\",\"loadgen\":$(cat "$work/lg.json"),\"count\":$(python3 "$harness/count_ids.py" "$log" /hook 20000 "$work/lg.json")}"
+      echo "{\"workload\":\"$w\",\"loadgen\":$(cat "$work/lg.json"),\"count\":$(python3 "$harness/count_ids.py" "$log" /hook 20000 "$work/lg.json")}"
       ;;
     W3)
       python3 "$harness/loadgen.py" --url "$api/v1/events" -H "$auth" --body "$body" \
@@ -143,5 +140,6 @@ for w in "${workloads[@]}"; do
       echo "{\"workload\":\"W3\",\"loadgen\":$(cat "$work/lg.json"),\"latency\":$(python3 "$harness/deliveries.py" "$log" --uri /hook-lat --expect 4000 --idle 15 --lat-csv "$work/lg.csv")}"
       ;;
   esac
-  finish_herald "${w,,}"
+  finish_herald "$current"
+  current=""
 done
