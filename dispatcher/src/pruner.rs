@@ -1,13 +1,13 @@
 //! Retention on a schedule: every `interval`, the day partitions ahead are
 //! created and the days wholly older than `max_age` are dropped (see
 //! `db::retention`); the statistics rollup and expired portal sessions are
-//! deleted in batches.
+//! deleted in batches, and the `wal_flushes` rows of dispatchers gone.
 
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use deadpool_postgres::Pool;
-use herald_shared::db::{portal, retention, stats};
+use herald_shared::db::{deliveries, portal, retention, stats};
 use herald_shared::runtime::periodic::every;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,7 @@ impl Pruner {
                 == u64::try_from(BATCH).unwrap_or(u64::MAX)
         {}
         portal::prune_expired(&client).await?;
+        deliveries::prune_wal_flushes(&client).await?;
         Ok(dropped.days)
     }
 }

@@ -1,24 +1,36 @@
 //! Storing events in batches. Each message's task hands its checked event
 //! to one store task and waits; the store task takes whatever has gathered
 //! (up to [`MAX_BATCH`]), writes every event and delivery row in one
-//! transaction, publishes every delivery message (pipelined) and waits for
-//! the broker's confirms, and only then answers each task, which acks its
-//! message. At high rates one commit serves many events; at low rates an
-//! event is stored at once, alone, with no added wait.
+//! transaction, publishes every delivery message (pipelined), and goes on
+//! to the next batch. The batch's tasks are answered (and ack their
+//! messages) by the settle task, once the broker has confirmed every
+//! delivery message and the transaction is on disk. At high rates one
+//! commit serves many events; at low rates an event is stored at once,
+//! alone, with no added wait.
+//!
+//! The transaction commits without waiting for its write-ahead log to
+//! reach the disk (`synchronous_commit = off`, for that transaction only):
+//! a delivery is published, and can be made, without waiting for a disk.
+//! Nothing is lost by it, because an event message is acked only after a
+//! later synchronous commit (the settle task's) has flushed the log past
+//! the batch's commit. If Postgres stops before that, the batch's rows may
+//! be gone, but its event messages are not acked: the broker delivers them
+//! again, and they are stored and published again (a duplicate delivery,
+//! never a lost one).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use herald_shared::amqp::consumer::HandlerError;
-use herald_shared::amqp::{Topology, json_properties, publish_confirmed};
+use herald_shared::amqp::{Topology, confirmation, json_properties, publish};
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, NewDelivery, NewEvent};
 use herald_shared::models::{DeliveryMessage, Severity};
 use herald_shared::runtime::metrics::Metrics;
-use lapin::Channel;
+use lapin::{Channel, PublisherConfirm};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -65,7 +77,9 @@ impl Store {
             topology,
             window,
         };
-        tokio::spawn(run(storage, metrics, rx));
+        let (settling, settle_rx) = mpsc::unbounded_channel();
+        tokio::spawn(settle(storage.pool.clone(), settle_rx));
+        tokio::spawn(run(storage, metrics, rx, settling));
         Self { tx }
     }
 
@@ -92,7 +106,20 @@ struct Storage {
     window: Duration,
 }
 
-async fn run(storage: Storage, metrics: Metrics, mut rx: mpsc::Receiver<(Job, Reply)>) {
+/// A stored and published batch, waiting to be answered.
+struct Settling {
+    /// The broker's confirms of its delivery messages.
+    confirms: Vec<PublisherConfirm>,
+    /// Each job's task and how many deliveries it created.
+    replies: Vec<(Reply, usize)>,
+}
+
+async fn run(
+    storage: Storage,
+    metrics: Metrics,
+    mut rx: mpsc::Receiver<(Job, Reply)>,
+    settling: mpsc::UnboundedSender<Settling>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -103,13 +130,12 @@ async fn run(storage: Storage, metrics: Metrics, mut rx: mpsc::Receiver<(Job, Re
         }
         let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
         match store(&storage, &jobs).await {
-            Ok(created) => {
+            Ok((created, confirms)) => {
                 metrics
                     .deliveries_created
                     .inc_by(created.iter().sum::<usize>() as u64);
-                for (reply, n) in replies.into_iter().zip(created) {
-                    let _ = reply.send(Ok(n));
-                }
+                let replies = replies.into_iter().zip(created).collect();
+                let _ = settling.send(Settling { confirms, replies });
             }
             // One event must not sink the others: unless the database or
             // broker is out of reach (then every event waits alike), each
@@ -117,13 +143,17 @@ async fn run(storage: Storage, metrics: Metrics, mut rx: mpsc::Receiver<(Job, Re
             Err(e) if jobs.len() > 1 && !matches!(e, HandlerError::Unavailable(_)) => {
                 tracing::debug!(error.message = %e, events = jobs.len(), "batch failed; storing its events one by one");
                 for (job, reply) in jobs.into_iter().zip(replies) {
-                    let result = store(&storage, std::slice::from_ref(&job)).await;
-                    if let Ok(created) = &result {
-                        metrics
-                            .deliveries_created
-                            .inc_by(created.iter().sum::<usize>() as u64);
+                    match store(&storage, std::slice::from_ref(&job)).await {
+                        Ok((created, confirms)) => {
+                            let n = created.first().copied().unwrap_or(0);
+                            metrics.deliveries_created.inc_by(n as u64);
+                            let replies = vec![(reply, n)];
+                            let _ = settling.send(Settling { confirms, replies });
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
                     }
-                    let _ = reply.send(result.map(|c| c.first().copied().unwrap_or(0)));
                 }
             }
             Err(e) => {
@@ -135,11 +165,59 @@ async fn run(storage: Storage, metrics: Metrics, mut rx: mpsc::Receiver<(Job, Re
     }
 }
 
+/// Answers stored batches as they become safe to ack: their delivery
+/// messages confirmed and their rows on disk. Whatever has gathered is
+/// answered together, after one synchronous commit (which flushes the log
+/// past every commit made before it, so past every batch gathered).
+async fn settle(pool: Pool, mut rx: mpsc::UnboundedReceiver<Settling>) {
+    // This process's row in `wal_flushes`.
+    let process = Uuid::now_v7();
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        let confirms = group.iter_mut().map(|s| {
+            try_join_all(
+                std::mem::take(&mut s.confirms)
+                    .into_iter()
+                    .map(confirmation),
+            )
+        });
+        let (confirmed, flushed) = tokio::join!(join_all(confirms), flush(&pool, process));
+        for (settled, confirmed) in group.into_iter().zip(confirmed) {
+            let result = match (confirmed, &flushed) {
+                (Err(e), _) => Err(HandlerError::from(e)),
+                (Ok(_), Err(e)) => Err(e.clone()),
+                (Ok(_), Ok(())) => Ok(()),
+            };
+            for (reply, n) in settled.replies {
+                let _ = reply.send(result.clone().map(|()| n));
+            }
+        }
+    }
+}
+
+/// A commit of a transaction of its own that writes (its process's row in
+/// `wal_flushes`: a transaction that writes nothing does not wait for the
+/// disk) and waits as the database is configured (`synchronous_commit`,
+/// `on` by default; with synchronous standbys, for them too). When it
+/// returns, the write-ahead log is on disk past every commit that returned
+/// before it.
+async fn flush(pool: &Pool, process: Uuid) -> Result<(), HandlerError> {
+    let client = pool.get().await.map_err(DbError::from)?;
+    deliveries::flush_wal(&client, process).await?;
+    Ok(())
+}
+
 /// One batch: rows in one transaction, then every delivery message,
-/// confirmed. Answers how many deliveries each job created.
-async fn store(storage: &Storage, jobs: &[Job]) -> Result<Vec<usize>, HandlerError> {
-    let mut client = storage.pool.get().await.map_err(DbError::from)?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+/// published. Answers how many deliveries each job created, and the
+/// messages' confirms.
+async fn store(
+    storage: &Storage,
+    jobs: &[Job],
+) -> Result<(Vec<usize>, Vec<PublisherConfirm>), HandlerError> {
+    let client = storage.pool.get().await.map_err(DbError::from)?;
     let events: Vec<NewEvent<'_>> = jobs
         .iter()
         .map(|j| NewEvent {
@@ -153,27 +231,18 @@ async fn store(storage: &Storage, jobs: &[Job]) -> Result<Vec<usize>, HandlerErr
             received_at: j.received_at,
         })
         .collect();
-    let stored = deliveries::insert_events(&tx, &events, storage.window).await?;
-    // The job that stored each event (the first with its key: a repeat in
-    // the same batch stores nothing).
-    let mut owner: HashMap<(Uuid, &str), usize> = HashMap::new();
-    for (i, j) in jobs.iter().enumerate() {
-        owner.entry((j.tenant_id, j.id.as_str())).or_insert(i);
-    }
-    let storing: Vec<usize> = stored
-        .iter()
-        .filter_map(|(tenant, id)| owner.get(&(*tenant, id.as_str())).copied())
-        .collect();
-    let rows: Vec<NewDelivery<'_>> = storing
-        .iter()
-        .flat_map(|&i| {
-            let event = &events[i];
-            jobs[i].webhooks.iter().map(move |w| event.delivery(*w))
-        })
-        .collect();
-    let created = deliveries::insert_deliveries(&tx, &rows).await?;
-    tx.commit().await.map_err(DbError::from)?;
-
+    let written = write(&client, jobs, &events, storage.window).await;
+    let (storing, created) = match written {
+        Ok(written) => written,
+        Err(e) => {
+            // The transaction failed midway: ended before the connection
+            // goes back to the pool.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+    };
+    // The job that stored each event (the first with its key).
+    let owner = owners(jobs);
     let mut counts = vec![0usize; jobs.len()];
     let mut messages = Vec::with_capacity(created.len());
     for (delivery_id, tenant, event_id, webhook_id) in &created {
@@ -205,25 +274,71 @@ async fn store(storage: &Storage, jobs: &[Job]) -> Result<Vec<usize>, HandlerErr
         }
     }
     drop(client);
-    publish(&storage.topology, jobs, &messages).await?;
-    Ok(counts)
+    let confirms = publish_all(&storage.topology, jobs, &messages).await?;
+    Ok((counts, confirms))
 }
 
-/// Publishes every message on its job's channel, pipelined, and waits for
-/// every confirm.
-async fn publish(
+/// The first job of each key in a batch: the one that stores the event (a
+/// repeat in the same batch stores nothing).
+fn owners(jobs: &[Job]) -> HashMap<(Uuid, &str), usize> {
+    let mut owner = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        owner.entry((j.tenant_id, j.id.as_str())).or_insert(i);
+    }
+    owner
+}
+
+/// The batch's transaction, in two round trips: `BEGIN` with the events,
+/// then the deliveries with `COMMIT`. Answers which jobs stored their event
+/// and the deliveries created. On an error the transaction is left open
+/// (or aborted) for the caller to roll back.
+async fn write(
+    client: &deadpool_postgres::Client,
+    jobs: &[Job],
+    events: &[NewEvent<'_>],
+    window: Duration,
+) -> Result<(Vec<usize>, Vec<(Uuid, Uuid, String, Uuid)>), DbError> {
+    let begin = async {
+        client
+            .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(DbError::from)
+    };
+    let (_, stored) = tokio::try_join!(begin, deliveries::insert_events(client, events, window))?;
+    let owner = owners(jobs);
+    let storing: Vec<usize> = stored
+        .iter()
+        .filter_map(|(tenant, id)| owner.get(&(*tenant, id.as_str())).copied())
+        .collect();
+    let rows: Vec<NewDelivery<'_>> = storing
+        .iter()
+        .flat_map(|&i| {
+            let event = &events[i];
+            jobs[i].webhooks.iter().map(move |w| event.delivery(*w))
+        })
+        .collect();
+    // A `COMMIT` after a failed statement ends the transaction as a
+    // rollback and answers no error: the statement's error is the answer.
+    let commit = async { client.batch_execute("COMMIT").await.map_err(DbError::from) };
+    let (created, ()) = tokio::try_join!(deliveries::insert_deliveries(client, &rows), commit)?;
+    Ok((storing, created))
+}
+
+/// Publishes every message on its job's channel, pipelined; answers their
+/// confirms.
+async fn publish_all(
     topology: &Topology,
     jobs: &[Job],
     messages: &[(usize, DeliveryMessage)],
-) -> Result<(), HandlerError> {
+) -> Result<Vec<PublisherConfirm>, HandlerError> {
     let exchange = topology.deliveries();
     let bodies = messages
         .iter()
         .map(|(i, m)| serde_json::to_vec(m).map(|b| (*i, b)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| HandlerError::Permanent(format!("cannot encode a delivery: {e}")))?;
-    try_join_all(bodies.iter().map(|(i, body)| {
-        publish_confirmed(
+    let confirms = try_join_all(bodies.iter().map(|(i, body)| {
+        publish(
             &jobs[*i].publisher,
             &exchange,
             &exchange,
@@ -232,5 +347,5 @@ async fn publish(
         )
     }))
     .await?;
-    Ok(())
+    Ok(confirms)
 }

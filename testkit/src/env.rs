@@ -27,14 +27,14 @@ fn base_db_url() -> String {
     std::env::var("HERALD__DATABASE__URL").unwrap_or_else(|_| DEFAULT_DB_URL.to_owned())
 }
 
-fn db_url(name: &str) -> String {
-    let base = base_db_url();
-    let head = base.rsplit_once('/').map_or(base.as_str(), |(h, _)| h);
+/// The URL of database `name` on the server of the URL `base`.
+fn db_url(base: &str, name: &str) -> String {
+    let head = base.rsplit_once('/').map_or(base, |(h, _)| h);
     format!("{head}/{name}")
 }
 
-async fn admin_client() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db_url("postgres"), tokio_postgres::NoTls)
+async fn admin_client(base: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db_url(base, "postgres"), tokio_postgres::NoTls)
         .await
         .expect("connect to Postgres (is it running? see scripts/services.sh)");
     tokio::spawn(conn);
@@ -65,9 +65,9 @@ fn template_name() -> String {
 
 /// Creates `name` as a copy of the migrated template, building the
 /// template first if no test process has yet.
-async fn create_database(name: &str) {
+async fn create_database(base: &str, name: &str) {
     let template = template_name();
-    let admin = admin_client().await;
+    let admin = admin_client(base).await;
     admin
         .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
         .await
@@ -87,7 +87,7 @@ async fn create_database(name: &str) {
             .batch_execute(&format!("CREATE DATABASE {building}"))
             .await
             .expect("create template database");
-        let settings = settings_for(&building, "unused", &HashMap::new());
+        let settings = settings_for(base, &building, "unused", &HashMap::new());
         let pool = settings.database.pool().expect("pool");
         db::migrate(&pool).await.expect("migrate template");
         pool.close();
@@ -119,6 +119,7 @@ async fn create_database(name: &str) {
 }
 
 fn env_map(
+    base: &str,
     db_name: &str,
     prefix: &str,
     extra: &HashMap<String, String>,
@@ -126,7 +127,7 @@ fn env_map(
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let amqp = std::env::var("HERALD__AMQP__URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned());
     let mut env: HashMap<String, String> = [
-        ("HERALD__DATABASE__URL", db_url(db_name)),
+        ("HERALD__DATABASE__URL", db_url(base, db_name)),
         ("HERALD__DATABASE__POOL_SIZE", "8".to_owned()),
         ("HERALD__AMQP__URL", amqp),
         ("HERALD__AMQP__PREFIX", prefix.to_owned()),
@@ -148,8 +149,13 @@ fn env_map(
     env
 }
 
-fn settings_for(db_name: &str, prefix: &str, extra: &HashMap<String, String>) -> Settings {
-    Settings::load_from(&env_map(db_name, prefix, extra)).expect("test settings")
+fn settings_for(
+    base: &str,
+    db_name: &str,
+    prefix: &str,
+    extra: &HashMap<String, String>,
+) -> Settings {
+    Settings::load_from(&env_map(base, db_name, prefix, extra)).expect("test settings")
 }
 
 /// A running in-process Herald process.
@@ -209,6 +215,9 @@ pub struct TestEnv {
     /// The `HERALD__…` variables that reproduce `settings` in a child process.
     pub vars: HashMap<String, String>,
     pub db_name: String,
+    /// The URL of the Postgres server the database is on (its `postgres`
+    /// database).
+    db_base: String,
     pub pool: deadpool_postgres::Pool,
     pub topology: Topology,
     /// Parent of every process's shutdown token; cancelled on drop.
@@ -222,16 +231,22 @@ impl TestEnv {
 
     /// With extra `HERALD__…` settings.
     pub async fn with(extra: &[(&str, &str)]) -> Self {
+        Self::on_server(&base_db_url(), extra).await
+    }
+
+    /// With its database on the Postgres server of the URL `base` (a
+    /// [`crate::PrivatePostgres`], say) instead of the shared one.
+    pub async fn on_server(base: &str, extra: &[(&str, &str)]) -> Self {
         herald_shared::runtime::telemetry::init_for_tests();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("herald_t_{}", &id[..16]);
         let prefix = format!("herald_t_{}", &id[..16]);
-        create_database(&db_name).await;
+        create_database(base, &db_name).await;
         let extra: HashMap<String, String> = extra
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let vars = env_map(&db_name, &prefix, &extra);
+        let vars = env_map(base, &db_name, &prefix, &extra);
         let settings = Settings::load_from(&vars).expect("test settings");
         let pool = settings.database.pool().expect("pool");
         // The template may be older than a week: today's partitions are
@@ -244,6 +259,7 @@ impl TestEnv {
             settings,
             vars,
             db_name,
+            db_base: base.to_owned(),
             pool,
             topology,
             stop_all: CancellationToken::new(),
@@ -320,7 +336,7 @@ impl TestEnv {
     /// Kills every server connection to this test's database, as a
     /// database restart would.
     pub async fn terminate_db_connections(&self) -> i64 {
-        let admin = admin_client().await;
+        let admin = admin_client(&self.db_base).await;
         admin
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
@@ -437,6 +453,7 @@ impl Drop for TestEnv {
         self.stop_all.cancel();
         self.pool.close();
         let db_name = self.db_name.clone();
+        let db_base = self.db_base.clone();
         let topology = self.topology.clone();
         let brokers = Brokers::from_settings(&self.settings.amqp);
         // Drop runs outside async context guarantees (and during panics), so
@@ -456,7 +473,7 @@ impl Drop for TestEnv {
                     let _ = topology.delete(&ch).await;
                     let _ = conn.close(200, "cleanup".into()).await;
                 }
-                let admin = admin_client().await;
+                let admin = admin_client(&db_base).await;
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
                     .await;

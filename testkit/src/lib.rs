@@ -11,6 +11,7 @@
 mod browser;
 mod env;
 mod hostile;
+mod postgres;
 mod process;
 mod proxy;
 mod rabbit_cluster;
@@ -22,6 +23,7 @@ mod wait;
 pub use browser::{Browser, Element};
 pub use env::{ADMIN_TOKEN, ApiHandle, Parked, ProcessHandle, TestEnv};
 pub use hostile::{Behaviour, HostileEndpoint};
+pub use postgres::PrivatePostgres;
 pub use process::{ChildProcess, free_port, workspace_binary};
 pub use proxy::Proxy;
 pub use rabbit_cluster::RabbitCluster;

@@ -18,6 +18,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    PublisherConfirm,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -465,12 +466,28 @@ pub async fn publish_confirmed(
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<(), AmqpError> {
+    confirmation(publish(ch, exchange, routing_key, body, properties).await?).await
+}
+
+/// Publishes one message as `mandatory` without waiting for its confirm:
+/// answers the confirm, for [`confirmation`] (several publishes can then
+/// wait for theirs together, or later).
+///
+/// # Errors
+/// A broker error.
+pub async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<PublisherConfirm, AmqpError> {
     let options = BasicPublishOptions {
         // Returned rather than silently dropped when no queue is bound.
         mandatory: true,
         ..BasicPublishOptions::default()
     };
-    let confirm = ch
+    Ok(ch
         .basic_publish(
             ShortString::from(exchange),
             ShortString::from(routing_key),
@@ -478,9 +495,15 @@ pub async fn publish_confirmed(
             body,
             properties,
         )
-        .await?
-        .await?;
-    match confirm {
+        .await?)
+}
+
+/// Waits for a [`publish`]'s confirm.
+///
+/// # Errors
+/// A broker error, a nack, or a message that matched no queue.
+pub async fn confirmation(confirm: PublisherConfirm) -> Result<(), AmqpError> {
+    match confirm.await? {
         // `Ack` with a message is the broker confirming that it returned an
         // unroutable message: nothing was stored.
         Confirmation::Ack(None) => Ok(()),

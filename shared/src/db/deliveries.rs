@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::value::RawValue;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::{DbResult, raw_json};
@@ -99,9 +99,9 @@ pub async fn insert_events(
                  FROM unnest($1::uuid[], $2::text[]) AS u(t, i) ORDER BY 1) keys",
         )
         .await?;
-    client.execute(&lock, &[&tenants, &ids]).await?;
     // A statement of its own, after the locks: its snapshot sees the rows
-    // of every transaction that held one of these keys before.
+    // of every transaction that held one of these keys before. Both are
+    // sent at once (the server runs them in order).
     let stmt = client
         .prepare_cached(
             "INSERT INTO events (tenant_id, id, event_type, data, severity, source, occurred_at, received_at)
@@ -119,23 +119,56 @@ pub async fn insert_events(
              RETURNING tenant_id, id",
         )
         .await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &tenants,
-                &ids,
-                &types,
-                &data,
-                &severities,
-                &sources,
-                &occurred,
-                &received,
-                &window.as_secs_f64(),
-            ],
+    let window = window.as_secs_f64();
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&tenants, &ids];
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &tenants,
+        &ids,
+        &types,
+        &data,
+        &severities,
+        &sources,
+        &occurred,
+        &received,
+        &window,
+    ];
+    let (_, rows) = tokio::try_join!(
+        client.execute(&lock, &lock_params),
+        client.query(&stmt, &params)
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Commits a write of `process`'s row in `wal_flushes` (migration V15),
+/// waiting for the disk as the database is configured: when it returns,
+/// the write-ahead log is flushed past every commit made before it,
+/// including those made with `synchronous_commit = off`.
+///
+/// # Errors
+/// A database error.
+pub async fn flush_wal(client: &impl GenericClient, process: Uuid) -> DbResult<()> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO wal_flushes (process, flushed_at) VALUES ($1, now())
+             ON CONFLICT (process) DO UPDATE SET flushed_at = EXCLUDED.flushed_at",
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    client.execute(&stmt, &[&process]).await?;
+    Ok(())
+}
+
+/// Deletes the `wal_flushes` rows of processes that have not flushed for a
+/// day (dispatchers gone).
+///
+/// # Errors
+/// A database error.
+pub async fn prune_wal_flushes(client: &impl GenericClient) -> DbResult<u64> {
+    Ok(client
+        .execute(
+            "DELETE FROM wal_flushes WHERE flushed_at < now() - interval '1 day'",
+            &[],
+        )
+        .await?)
 }
 
 /// A delivery's id: a UUIDv7 whose time is its event's `received_at` (so

@@ -1,9 +1,10 @@
 //! Lost connections are reconnected: events keep flowing after the broker
-//! drops every connection and after the database kills every session.
+//! drops every connection, after the database kills every session, and
+//! after the database crashes.
 
 use std::time::Duration;
 
-use herald_testkit::{Receiver, TestEnv, wait_until};
+use herald_testkit::{PrivatePostgres, Receiver, TestEnv, wait_until};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -219,4 +220,181 @@ async fn with_quorum_queues_every_queue_is_replicated_and_events_flow() {
     for (name, kind) in &ours {
         assert_eq!(*kind, "quorum", "{name}");
     }
+}
+
+/// Postgres crashing while events flow loses no accepted event. The
+/// dispatcher commits an event's rows without waiting for the disk, and
+/// acks its message only once a later synchronous commit has flushed the
+/// log past them: what the crash takes from the database (the WAL buffers
+/// not yet written) the broker still holds, and delivers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_loses_no_accepted_event() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let pg = PrivatePostgres::start_new();
+    let env = TestEnv::on_server(&pg.url(), &[("HERALD__AMQP__REQUEUE_PAUSE_MS", "200")]).await;
+    let (api, dispatcher, worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(&token, json!({"name": "h", "url": receiver.url("/h")}))
+        .await;
+
+    // Eight producers, each sending one event after another until told
+    // to stop, keeping the ids the api accepted (202); while the database
+    // is down the api may refuse some, which a producer would send again.
+    let api = Arc::new(api);
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let (api, token) = (Arc::clone(&api), token.clone());
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("crash-{p}-{n}");
+                    n += 1;
+                    let body = json!({"event_type": "a.b", "id": id, "data": {"n": n}});
+                    let (status, _) = api
+                        .call(
+                            reqwest::Method::POST,
+                            "/v1/events",
+                            Some(&token),
+                            Some(&body),
+                        )
+                        .await;
+                    if status == 202 {
+                        accepted.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let accepted_count = || accepted.lock().unwrap().len();
+
+    wait_until(WAIT, "deliveries flowing", || async {
+        (receiver.requests_to("/h").len() >= 100).then_some(())
+    })
+    .await;
+    let before = accepted_count();
+    pg.crash();
+    pg.start();
+    wait_until(
+        Duration::from_secs(60),
+        "events accepted after the restart",
+        || async { (accepted_count() >= before + 200).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.await.unwrap();
+    }
+
+    let accepted = accepted.lock().unwrap().clone();
+    let received = wait_until(
+        Duration::from_secs(90),
+        "every accepted event delivered",
+        || async {
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for r in receiver.requests_to("/h") {
+                if let Some(id) = r.header("webhook-id") {
+                    *seen.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+            accepted
+                .iter()
+                .all(|id| seen.contains_key(id))
+                .then_some(seen)
+        },
+    )
+    .await;
+    let duplicates: usize = received.values().map(|n| n - 1).sum();
+    println!(
+        "{} events accepted, {} deliveries received, {duplicates} duplicates",
+        accepted.len(),
+        received.values().sum::<usize>()
+    );
+    assert!(
+        dispatcher.is_running() && worker.is_running(),
+        "no process gave up"
+    );
+    // Every delivery is on record once the database is back.
+    wait_until(WAIT, "every delivery recorded as sent", || async {
+        let sent = env
+            .count("SELECT count(DISTINCT event_id) FROM deliveries WHERE status = 'success'")
+            .await;
+        (sent >= i64::try_from(accepted.len()).unwrap()).then_some(())
+    })
+    .await;
+}
+
+/// The sharp case of the test above: events stored and acked while no
+/// other commit flushes the log (no worker runs yet, so no attempt is
+/// recorded; the WAL writer is made to wait 10 s), then the database
+/// crashes. Had the dispatcher acked its events at its own commit (which
+/// does not wait for the disk), their rows would be lost with the unwritten
+/// log, and their deliveries would be made but never recorded. It acks
+/// after a synchronous commit of its own instead, so every delivery ends on
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_acked_before_a_database_crash_keep_their_rows() {
+    let pg = PrivatePostgres::start_with(&["wal_writer_delay=10s"]);
+    let env = TestEnv::on_server(&pg.url(), &[("HERALD__AMQP__REQUEUE_PAUSE_MS", "200")]).await;
+    let api = env.start_api().await;
+    let dispatcher = env.start_dispatcher().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(&token, json!({"name": "h", "url": receiver.url("/h")}))
+        .await;
+
+    let ids: Vec<String> = (0..50).map(|n| format!("held-{n}")).collect();
+    for id in &ids {
+        api.send_event(&token, json!({"event_type": "a.b", "id": id, "data": {}}))
+            .await;
+    }
+    let count = i64::try_from(ids.len()).unwrap();
+    wait_until(WAIT, "every delivery stored", || async {
+        (env.count("SELECT count(*) FROM deliveries").await == count).then_some(())
+    })
+    .await;
+    wait_until(WAIT, "every event message acked", || async {
+        let queue = env.topology.dispatch_queue();
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "-q",
+                "--no-table-headers",
+                "name",
+                "messages",
+            ])
+            .output()
+            .expect("rabbitmqctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .any(|(name, n)| name == queue && n.trim() == "0")
+            .then_some(())
+    })
+    .await;
+    pg.crash();
+    pg.start();
+
+    let worker = env.start_worker().await;
+    wait_until(
+        Duration::from_secs(60),
+        "every delivery recorded as sent",
+        || async {
+            let sent = env
+                .count("SELECT count(DISTINCT event_id) FROM deliveries WHERE status = 'success'")
+                .await;
+            (sent == count).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        dispatcher.is_running() && worker.is_running(),
+        "no process gave up"
+    );
 }
