@@ -5,8 +5,9 @@
 //! to the next batch. The batch's tasks are answered (and ack their
 //! messages) by the settle task, once the broker has confirmed every
 //! delivery message and the transaction is on disk. At high rates one
-//! commit serves many events; at low rates an event is stored at once,
-//! alone, with no added wait.
+//! commit serves many events (after a crowded batch the next waits up to
+//! [`GATHER`] to fill); at low rates an event is stored at once, alone,
+//! with no added wait.
 //!
 //! The transaction commits without waiting for its write-ahead log to
 //! reach the disk (`synchronous_commit = off`, for that transaction only):
@@ -37,6 +38,13 @@ use uuid::Uuid;
 
 /// Events stored in one transaction at most.
 pub const MAX_BATCH: usize = 128;
+
+/// A batch at least this large means load: the next one waits up to
+/// [`GATHER`] to fill.
+const CROWD: usize = 4;
+
+/// How long a batch under load waits to fill.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// An event checked and matched, ready to be stored.
 #[derive(Debug)]
@@ -120,6 +128,8 @@ async fn run(
     mut rx: mpsc::Receiver<(Job, Reply)>,
     settling: mpsc::UnboundedSender<Settling>,
 ) {
+    // How many events the last batch held.
+    let mut last = 0;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -128,6 +138,19 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // Under load (the last batch was a crowd), a moment more for the
+        // batch to fill: fewer, larger transactions. An event that comes
+        // alone is stored at once.
+        if last >= CROWD {
+            let until = tokio::time::Instant::now() + GATHER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    _ => break,
+                }
+            }
+        }
+        last = batch.len();
         let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
         match store(&storage, &jobs).await {
             Ok((created, confirms)) => {
