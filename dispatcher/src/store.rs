@@ -254,7 +254,9 @@ async fn store(
             received_at: j.received_at,
         })
         .collect();
-    let written = write(&client, jobs, &events, storage.window).await;
+    // The job that stored each event (the first with its key).
+    let owner = owners(jobs);
+    let written = write(&client, jobs, &owner, &events, storage.window).await;
     let (storing, created) = match written {
         Ok(written) => written,
         Err(e) => {
@@ -264,8 +266,6 @@ async fn store(
             return Err(e.into());
         }
     };
-    // The job that stored each event (the first with its key).
-    let owner = owners(jobs);
     let mut counts = vec![0usize; jobs.len()];
     let mut messages = Vec::with_capacity(created.len());
     for (delivery_id, tenant, event_id, webhook_id) in &created {
@@ -313,11 +313,13 @@ fn owners(jobs: &[Job]) -> HashMap<(Uuid, &str), usize> {
 
 /// The batch's transaction, in two round trips: `BEGIN` with the events,
 /// then the deliveries with `COMMIT`. Answers which jobs stored their event
-/// and the deliveries created. On an error the transaction is left open
-/// (or aborted) for the caller to roll back.
+/// (by `owner`, each key's first job) and the deliveries created. On an
+/// error the transaction is left open (or aborted) for the caller to roll
+/// back.
 async fn write(
     client: &deadpool_postgres::Client,
     jobs: &[Job],
+    owner: &HashMap<(Uuid, &str), usize>,
     events: &[NewEvent<'_>],
     window: Duration,
 ) -> Result<(Vec<usize>, Vec<(Uuid, Uuid, String, Uuid)>), DbError> {
@@ -328,7 +330,6 @@ async fn write(
             .map_err(DbError::from)
     };
     let (_, stored) = tokio::try_join!(begin, deliveries::insert_events(client, events, window))?;
-    let owner = owners(jobs);
     let storing: Vec<usize> = stored
         .iter()
         .filter_map(|(tenant, id)| owner.get(&(*tenant, id.as_str())).copied())

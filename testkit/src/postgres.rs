@@ -138,8 +138,9 @@ impl PrivatePostgres {
         self.dir.join("data")
     }
 
-    fn run_tool(&self, tool: &str, args: &[&str]) {
-        let program = self.bin.join(tool);
+    /// One of the server's tools, to run as the user who owns the data.
+    fn tool(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
         let mut cmd = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
@@ -147,23 +148,20 @@ impl PrivatePostgres {
         } else {
             Command::new(program)
         };
-        cmd.args(args).current_dir(&self.dir);
-        run(&mut cmd);
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    fn run_tool(&self, name: &str, args: &[&str]) {
+        run(self.tool(name).args(args));
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        let _ = cmd
+        let _ = self
+            .tool("pg_ctl")
             .arg("-D")
             .arg(&data)
             .args(["-m", "immediate", "-w", "stop"])
