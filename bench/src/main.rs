@@ -4,11 +4,14 @@
 //! Writes `bench.json` and `bench.md` under `target/bench/`.
 //!
 //! `herald-bench [--events N] [--quick] [--heavy] [--stored N]
-//! [--retention N]`: `--quick` is the tiny run CI makes to keep the
-//! benchmark working; `--heavy` adds 10,000 webhooks and 1 million stored
-//! deliveries; `--stored N` runs steady-200 with N stored deliveries;
-//! `--retention N` runs only the retention comparison over N stored
-//! deliveries (see `retention`).
+//! [--retention N] [--cluster]`: `--quick` is the tiny run CI makes to keep
+//! the benchmark working; `--heavy` adds 10,000 webhooks and 1 million
+//! stored deliveries; `--stored N` runs steady-200 with N stored
+//! deliveries; `--retention N` runs only the retention comparison over N
+//! stored deliveries (see `retention`); `--cluster` adds the quorum loads
+//! on a three-node RabbitMQ cluster started on this machine, so that each
+//! queue is replicated to three members (it needs root and Debian's
+//! `rabbitmq-server`, as the cluster test does).
 
 mod ceilings;
 mod load;
@@ -36,6 +39,8 @@ struct Options {
     stored: Option<usize>,
     /// Run only the retention comparison over this many deliveries.
     retention: Option<usize>,
+    /// Add the quorum loads on a three-node cluster.
+    cluster: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -46,6 +51,7 @@ fn options() -> anyhow::Result<Options> {
         only: None,
         stored: None,
         retention: None,
+        cluster: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -53,6 +59,7 @@ fn options() -> anyhow::Result<Options> {
             "--events" => o.events = args.next().context("--events takes a number")?.parse()?,
             "--quick" => o.quick = true,
             "--heavy" => o.heavy = true,
+            "--cluster" => o.cluster = true,
             "--only" => o.only = Some(args.next().context("--only takes a scenario name")?),
             "--stored" => {
                 o.stored = Some(args.next().context("--stored takes a number")?.parse()?);
@@ -62,7 +69,7 @@ fn options() -> anyhow::Result<Options> {
             }
             other => {
                 bail!(
-                    "unknown argument {other:?}; use --events N, --quick, --heavy, --only NAME, --stored N, --retention N"
+                    "unknown argument {other:?}; use --events N, --quick, --heavy, --only NAME, --stored N, --retention N, --cluster"
                 )
             }
         }
@@ -153,6 +160,9 @@ struct Spec<'a> {
     quiet: bool,
     /// Settings for this run's processes.
     env: Vec<(&'static str, String)>,
+    /// Against the three-node cluster (`--cluster`) instead of the
+    /// machine's broker.
+    cluster: bool,
 }
 
 async fn run(
@@ -512,6 +522,7 @@ async fn main() -> anyhow::Result<()> {
         slow: false,
         quiet: false,
         env: Vec::new(),
+        cluster: false,
     };
     let mut scenarios = Vec::new();
     let only = o.only.as_deref();
@@ -631,9 +642,49 @@ async fn main() -> anyhow::Result<()> {
         s.preload_rows = rows;
         specs.push(s);
     }
-    for s in specs {
+    if o.cluster {
+        // The same loads, each queue replicated to three nodes: against
+        // the quorum runs above, the cost of replication.
+        let clustered = |mut s: Spec<'static>| {
+            s.env = vec![("HERALD__AMQP__QUEUE_TYPE", "quorum".to_owned())];
+            s.cluster = true;
+            s
+        };
+        specs.extend([
+            clustered(spec("cluster-quorum-http-batch", 1, n, 1, 0, Load::Batch)),
+            clustered(spec(
+                "cluster-quorum-fan-out-10",
+                1,
+                (n / 10).max(1),
+                10,
+                0,
+                Load::Batch,
+            )),
+            clustered(spec(
+                "cluster-quorum-steady-200",
+                1,
+                200 * seconds,
+                1,
+                0,
+                Load::Rate(200.0, Duration::from_secs(seconds as u64)),
+            )),
+        ]);
+    }
+    // Started at the first selected scenario that needs it (about 25 s on
+    // two cores), removed when the run ends.
+    let mut cluster: Option<herald_testkit::RabbitCluster> = None;
+    for mut s in specs {
+        if s.cluster && only.is_none_or(|o| s.name.contains(o)) {
+            if cluster.is_none() {
+                eprintln!("starting a three-node RabbitMQ cluster");
+                cluster = Some(herald_testkit::RabbitCluster::start().await);
+            }
+            let urls = cluster.as_ref().map(herald_testkit::RabbitCluster::urls);
+            s.env.extend(urls.map(|u| ("HERALD__AMQP__URLS", u)));
+        }
         scenarios.extend(run(s, &receiver, lowest, only).await?);
     }
+    drop(cluster);
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -287,7 +287,9 @@ impl System {
         let _ = &self.bin;
         let settings = herald_shared::runtime::config::Settings::load_from(&self.vars)?;
         let topology = herald_shared::amqp::Topology::new(&settings.amqp)?;
-        let conn = herald_shared::amqp::connect(&settings.amqp.url, "herald-bench cleanup").await?;
+        let broker = settings.amqp.broker_urls();
+        let url = broker.first().context("a broker URL")?;
+        let conn = herald_shared::amqp::connect(url, "herald-bench cleanup").await?;
         let ch = conn.create_channel().await?;
         topology.delete(&ch).await?;
         let _ = conn.close(200, "done".into()).await;
