@@ -66,6 +66,7 @@ impl Application {
         let frame_ancestors =
             crate::console::parse_frame_ancestors(&settings.api.portal_frame_ancestors)
                 .map_err(anyhow::Error::msg)?;
+        let catalogs = herald_shared::catalog::CatalogCache::new(pool.clone(), watch.clone());
         let state = AppState {
             frame_ancestors: frame_ancestors.into(),
             sender,
@@ -86,6 +87,7 @@ impl Application {
             sealer,
             metrics,
             tokens: TokenCache::new(watch.clone(), TOKEN_CACHE_ENTRIES),
+            catalogs,
             portal_sessions: herald_shared::db::config_version::VersionedCache::new(
                 watch.clone(),
                 TOKEN_CACHE_ENTRIES,

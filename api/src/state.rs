@@ -20,6 +20,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub metrics: Metrics,
     pub tokens: TokenCache,
+    /// Each tenant's event-type catalog, as ingest checks it.
+    pub catalogs: herald_shared::catalog::CatalogCache,
     /// Portal session token hash → what the session reaches.
     pub portal_sessions: VersionedCache<Vec<u8>, Arc<crate::auth::PortalScope>>,
     /// Sends test deliveries exactly as the worker sends any.

@@ -163,6 +163,9 @@ struct Spec<'a> {
     /// Against the three-node cluster (`--cluster`) instead of the
     /// machine's broker.
     cluster: bool,
+    /// The tenant's catalog in `strict` mode with a schema for the load's
+    /// events, so that every event is validated at ingest.
+    schema: bool,
 }
 
 async fn run(
@@ -196,6 +199,9 @@ async fn run(
         for i in 0..spec.others {
             sys.create_webhook(&format!("o{i}"), &receiver.url("other"), &["invoice.*"])
                 .await?;
+        }
+        if spec.schema {
+            sys.catalogue_orders().await?;
         }
         if spec.preload_rows > 0 {
             preload(&sys, spec.preload_rows).await?;
@@ -523,6 +529,7 @@ async fn main() -> anyhow::Result<()> {
         quiet: false,
         env: Vec::new(),
         cluster: false,
+        schema: false,
     };
     let mut scenarios = Vec::new();
     let only = o.only.as_deref();
@@ -546,7 +553,12 @@ async fn main() -> anyhow::Result<()> {
     // quiet tenant's latency.
     let mut flood = spec("flood-and-quiet", 1, n, 1, 0, Load::Batch);
     flood.quiet = true;
+    // The same single-event load with every event checked against a JSON
+    // Schema (`strict` catalog): against `http`, what validation costs.
+    let mut schema_checked = spec("http-schema", 1, n, 1, 0, Load::Single);
+    schema_checked.schema = true;
     let mut specs = vec![
+        schema_checked,
         spec("http-batch", 1, n, 1, 0, Load::Batch),
         flood,
         spec("amqp", 1, n, 1, 0, Load::Amqp),

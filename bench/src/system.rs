@@ -206,6 +206,54 @@ impl System {
         })
     }
 
+    /// Catalogues `order.created` with a schema its load events pass and
+    /// turns the catalog `strict`, then waits until the api checks it (an
+    /// event of a type no webhook takes, and the catalog does not know, is
+    /// refused).
+    pub(crate) async fn catalogue_orders(&self) -> anyhow::Result<()> {
+        let schema = json!({
+            "type": "object",
+            "required": ["order", "amount", "currency"],
+            "properties": {
+                "order": {"type": "string", "minLength": 1, "maxLength": 255},
+                "amount": {"type": "integer", "minimum": 0},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}
+            }
+        });
+        self.http
+            .post(format!("{}/v1/event-types", self.api))
+            .bearer_auth(&self.token)
+            .json(&json!({"name": "order.created", "schema": schema}))
+            .send()
+            .await?
+            .error_for_status()?;
+        self.http
+            .patch(format!("{}/v1/catalog", self.api))
+            .bearer_auth(&self.token)
+            .json(&json!({"mode": "strict"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self
+                .http
+                .post(format!("{}/v1/events", self.api))
+                .bearer_auth(&self.token)
+                .json(&json!({"event_type": "probe.catalog", "data": {}}))
+                .send()
+                .await?
+                .status();
+            if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the strict catalog not applied within 10 s (answered {status})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Another tenant; answers its token.
     pub(crate) async fn create_tenant(&self, name: &str) -> anyhow::Result<String> {
         let tenant: Value = self

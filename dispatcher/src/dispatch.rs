@@ -12,6 +12,7 @@ use herald_shared::amqp::Topology;
 use herald_shared::amqp::VIA_HEADER;
 use herald_shared::amqp::consumer::{Handler, HandlerError, header_str, seen_before};
 use herald_shared::amqp::fairness::{BULK, Shaper};
+use herald_shared::catalog::{CatalogCache, CatalogMode};
 use herald_shared::models::{EventId, EventMessage, EventType};
 use herald_shared::operational;
 use herald_shared::payload::{self, Limits};
@@ -29,6 +30,9 @@ pub struct Dispatcher {
     pub pool: Pool,
     pub topology: Topology,
     pub cache: SubscriptionCache,
+    /// Each tenant's event-type catalog, for events from producers over
+    /// AMQP (the api checks its own).
+    pub catalogs: CatalogCache,
     pub metrics: Metrics,
     pub max_event_bytes: usize,
     /// Stores and publishes checked events in batches.
@@ -90,6 +94,9 @@ impl Dispatcher {
         if !subscriptions.exists {
             return Err(invalid(format!("unknown tenant {tenant_id}")));
         }
+        if !event_type.is_operational() && !from_api(delivery) {
+            self.check_catalog(tenant_id, &message).await?;
+        }
         let mut matching = subscriptions.matching(&event_type);
         if event_type.is_operational() {
             if !from_herald(delivery) {
@@ -137,6 +144,35 @@ impl Dispatcher {
                 .events_received
                 .with_label_values(&["amqp"])
                 .inc();
+        }
+        Ok(())
+    }
+}
+
+impl Dispatcher {
+    /// A producer's event over AMQP, against its tenant's catalog: in
+    /// `strict` mode what does not fit is parked with the reasons (the api
+    /// would have answered 422); in `warn` mode it is counted and goes on.
+    async fn check_catalog(
+        &self,
+        tenant_id: Uuid,
+        message: &EventMessage,
+    ) -> Result<(), HandlerError> {
+        let catalog = self.catalogs.get(tenant_id).await?;
+        if catalog.mode == CatalogMode::Open {
+            return Ok(());
+        }
+        let findings = catalog.check(&message.event_type, &message.data);
+        herald_shared::catalog::count(&self.metrics, catalog.mode, &findings);
+        if catalog.mode == CatalogMode::Strict && !findings.is_empty() {
+            let reasons: Vec<String> = findings
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.detail))
+                .collect();
+            return Err(invalid(format!(
+                "the tenant's event-type catalog refuses it: {}",
+                reasons.join("; ")
+            )));
         }
         Ok(())
     }

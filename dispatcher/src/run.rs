@@ -30,6 +30,7 @@ pub async fn run(
     let dispatcher = Arc::new(Dispatcher {
         shaper: herald_shared::amqp::fairness::Shaper::new(&settings.fairness),
         cache: SubscriptionCache::new(base.pool.clone(), base.watch.clone()),
+        catalogs: herald_shared::catalog::CatalogCache::new(base.pool.clone(), base.watch.clone()),
         pool: base.pool.clone(),
         topology: base.topology.clone(),
         metrics: base.metrics.clone(),

@@ -16,6 +16,7 @@
 //!   [`token_bucket`].
 
 pub mod amqp;
+pub mod catalog;
 pub mod crypto;
 pub mod db;
 pub mod delivery;

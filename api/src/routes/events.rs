@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Utc};
 use futures_util::future::try_join_all;
 use herald_shared::amqp::{VIA_HEADER, json_properties};
+use herald_shared::catalog::CatalogMode;
 use herald_shared::models::{
     EventId, EventMessage, EventType, OCCURRED_YEARS, Severity, check_source,
 };
@@ -29,11 +30,49 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 #[derive(serde::Serialize, ToSchema)]
 struct Accepted {
     id: String,
+    /// In the tenant's catalog's `warn` mode: what the catalog says is
+    /// wrong with the event (it was accepted all the same).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<FieldError>,
 }
 
 #[derive(serde::Serialize, ToSchema)]
 struct AcceptedBatch {
     ids: Vec<String>,
+    /// As for one event, each field named by the event's place
+    /// (`events[3].data/amount`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<FieldError>,
+}
+
+/// Checks the events against the tenant's catalog: in `strict` mode what
+/// it finds is refused (422, the fields named), in `warn` mode it is
+/// answered as warnings; `open` checks nothing. `prefix` names each event's
+/// place for its fields.
+async fn check_catalog(
+    state: &AppState,
+    tenant: Uuid,
+    messages: &[EventMessage],
+    prefix: impl Fn(usize) -> String,
+) -> ApiResult<Vec<FieldError>> {
+    let catalog = state.catalogs.get(tenant).await?;
+    if catalog.mode == CatalogMode::Open {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let findings = catalog.check(&m.event_type, &m.data);
+        herald_shared::catalog::count(&state.metrics, catalog.mode, &findings);
+        found.extend(
+            findings
+                .into_iter()
+                .map(|f| FieldError::new(format!("{}{}", prefix(i), f.field), f.detail)),
+        );
+    }
+    if catalog.mode == CatalogMode::Strict && !found.is_empty() {
+        return Err(ApiError::Invalid(found));
+    }
+    Ok(found)
 }
 
 /// Events in one batch, at most.
@@ -218,8 +257,10 @@ async fn create_event(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    publish(&state, std::slice::from_ref(&message)).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(Accepted { id })))
+    let messages = std::slice::from_ref(&message);
+    let warnings = check_catalog(&state, tenant, messages, |_| String::new()).await?;
+    publish(&state, messages).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted { id, warnings })))
 }
 
 /// Up to 1,000 events, all valid or none published; ids in order.
@@ -260,6 +301,10 @@ async fn create_events(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
+    let warnings = check_catalog(&state, tenant, &messages, |i| format!("events[{i}].")).await?;
     publish(&state, &messages).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(AcceptedBatch { ids })))
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(AcceptedBatch { ids, warnings }),
+    ))
 }

@@ -1,6 +1,7 @@
 //! The `/v1` routes, one module per resource, plus health and metrics.
 
 mod deliveries;
+mod event_types;
 mod events;
 mod history;
 mod overview;
@@ -65,6 +66,7 @@ pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
         .merge(overview::router())
         .merge(webhooks::router())
         .merge(events::router(max_event))
+        .merge(event_types::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

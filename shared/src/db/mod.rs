@@ -4,6 +4,7 @@
 
 pub mod config_version;
 pub mod deliveries;
+pub mod event_types;
 pub mod heartbeats;
 pub mod history;
 pub mod overview;

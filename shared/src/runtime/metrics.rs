@@ -32,6 +32,10 @@ pub struct Metrics {
     pub webhooks_disabled: IntCounter,
     /// Messages parked in the invalid-events queue.
     pub events_invalid: IntCounter,
+    /// Events their tenant's catalog does not describe, by `mode` (`warn`:
+    /// accepted; `strict`: refused or parked) and `finding`
+    /// (`unknown_type` or `schema`).
+    pub events_off_catalog: IntCounterVec,
     /// Delivery messages parked in the failed queue because they could not
     /// be processed (not exhausted retries: those are counted apart).
     pub deliveries_parked: IntCounter,
@@ -165,6 +169,11 @@ impl Metrics {
                 "Webhooks disabled automatically",
             ),
             events_invalid: counter("herald_events_invalid_total", "Events parked as invalid"),
+            events_off_catalog: counter_vec(
+                "herald_events_off_catalog_total",
+                "Events their tenant's catalog does not describe, by catalog mode and finding",
+                &["mode", "finding"],
+            ),
             deliveries_parked: counter(
                 "herald_deliveries_parked_total",
                 "Delivery messages parked in the failed queue because they could not be processed",

@@ -3,6 +3,7 @@
 //! AMQP prefix.
 
 mod api;
+mod catalog;
 mod circuit;
 mod console;
 mod delivery_options;

@@ -17,6 +17,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/portal-sessions/current"),
     ("delete", "/v1/portal-sessions/{id}"),
     ("get", "/v1/overview"),
+    ("get", "/v1/event-types"),
+    ("post", "/v1/event-types"),
+    ("get", "/v1/event-types/{name}"),
+    ("patch", "/v1/event-types/{name}"),
+    ("delete", "/v1/event-types/{name}"),
+    ("get", "/v1/catalog"),
+    ("patch", "/v1/catalog"),
     ("get", "/v1/webhooks/{id}/stats"),
     ("post", "/v1/webhooks/preview"),
     ("post", "/v1/tenants/{id}/tokens"),
@@ -94,7 +101,9 @@ async fn the_document_covers_every_route_and_resolves() {
     // Every documented route is really served (no 404 from the fallback;
     // the calls are unauthenticated, so 401 is the expected answer).
     for (method, path) in &expected {
-        let path = path.replace("{id}", "0190a0a0-0000-7000-8000-000000000000");
+        let path = path
+            .replace("{id}", "0190a0a0-0000-7000-8000-000000000000")
+            .replace("{name}", "invoice.paid");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let (status, _) = api.call(method.clone(), &path, None, None).await;
         assert_ne!(status, 404, "{method} {path} is served");
