@@ -239,6 +239,22 @@ pub async fn set_mode(
     Ok(n > 0)
 }
 
+/// The catalogued names.
+///
+/// # Errors
+/// A database error.
+pub async fn names(client: &impl GenericClient, tenant_id: Uuid) -> DbResult<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT name FROM event_types WHERE tenant_id = $1",
+            &[&tenant_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// The names and schemas the ingest checks use.
 ///
 /// # Errors

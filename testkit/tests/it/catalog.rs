@@ -438,3 +438,157 @@ async fn a_warning_tenant_accepts_and_says_what_is_wrong() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_and_test_calls_follow_the_catalog() {
+    let env = TestEnv::new().await;
+    let receiver = herald_testkit::Receiver::start().await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (api, token) = (&api, &token);
+        async move { api.call(method, &path, Some(token), body.as_ref()).await }
+    };
+
+    // An empty catalog says nothing about subscriptions.
+    let hook = api
+        .create_webhook(
+            &token,
+            json!({"name": "h", "url": receiver.url("/hook"), "event_types": ["invoce.paid"]}),
+        )
+        .await;
+    assert!(hook.get("warnings").is_none(), "{hook}");
+    let (status, _) = call(
+        Method::POST,
+        "/v1/event-types".to_owned(),
+        Some(invoice_paid()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // With one, a pattern that matches none of its types is pointed out.
+    let (status, created) = call(
+        Method::POST,
+        "/v1/webhooks".to_owned(),
+        Some(json!({"name": "typo", "url": receiver.url("/hook"),
+                    "event_types": ["invoice.*", "invoce.paid"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        fields(&json!({"errors": created["warnings"]})),
+        ["event_types[1]"]
+    );
+    let hook_path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    let (status, patched) = call(
+        Method::PATCH,
+        hook_path.clone(),
+        Some(json!({"event_types": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert!(patched.get("warnings").is_none(), "`*` matches: {patched}");
+
+    // The test call: the catalog's example for a type, given data, or the
+    // plain webhook.test event.
+    let test_path = format!("{hook_path}/test");
+    let (status, result) = call(
+        Method::POST,
+        test_path.clone(),
+        Some(json!({"event_type": "invoice.paid"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["success"], true, "{result}");
+    let (status, result) = call(
+        Method::POST,
+        test_path.clone(),
+        Some(json!({"event_type": "order.created", "data": {"n": 7}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    let (status, result) = call(Method::POST, test_path.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    let got: Vec<(String, Value)> = receiver
+        .requests_to("/hook")
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["type"].as_str().unwrap_or_default().to_owned(),
+                body["data"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got[0],
+        (
+            "invoice.paid".to_owned(),
+            json!({"amount": 1250, "currency": "EUR"})
+        )
+    );
+    assert_eq!(got[1], ("order.created".to_owned(), json!({"n": 7})));
+    assert_eq!(got[2].0, "webhook.test");
+
+    // What a test call cannot send.
+    for (body, field) in [
+        (json!({"event_type": "order.created"}), "data"),
+        (json!({"data": {}}), "event_type"),
+        (json!({"event_type": "webhook.disabled"}), "event_type"),
+        (
+            json!({"event_type": "a.b", "data": {"k": "\u{0000}"}}),
+            "data.k",
+        ),
+    ] {
+        let (status, problem) = call(Method::POST, test_path.clone(), Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(fields(&problem), [field], "{body}");
+    }
+    let (status, _, _) = api
+        .call_raw(Method::POST, &test_path, &token, "{not json")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Strict: subscriptions to nothing catalogued, and test data that fails
+    // its schema, are refused.
+    let (status, _) = call(
+        Method::PATCH,
+        "/v1/catalog".to_owned(),
+        Some(json!({"mode": "strict"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    env.wait_config_seen(&[&api.process]).await;
+    let (status, problem) = call(
+        Method::POST,
+        "/v1/webhooks".to_owned(),
+        Some(json!({"url": receiver.url("/hook"), "event_types": ["invoce.*"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(fields(&problem), ["event_types[0]"]);
+    let (status, problem) = call(
+        Method::PATCH,
+        hook_path.clone(),
+        Some(json!({"event_types": ["nope"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, problem) = call(
+        Method::POST,
+        test_path.clone(),
+        Some(json!({"event_type": "invoice.paid", "data": {"amount": -1, "currency": "EUR"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(fields(&problem), ["data/amount"]);
+    assert_eq!(
+        receiver.requests_to("/hook").len(),
+        3,
+        "nothing more was sent"
+    );
+}

@@ -15,8 +15,11 @@ mod test_call;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use herald_shared::catalog::CatalogMode;
+use herald_shared::db::event_types;
 use herald_shared::db::webhooks::{self, Webhook};
 use herald_shared::db::{DbError, DbResult};
+use herald_shared::models::{EventPattern, EventType};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -27,7 +30,7 @@ use self::output::WebhookOut;
 use crate::announce;
 use crate::auth::Caller;
 use crate::error::ProblemDoc as Problem;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use herald_shared::operational;
@@ -77,6 +80,42 @@ fn conflict(e: DbError) -> ApiError {
     }
 }
 
+/// A webhook's `event_types` against the tenant's event-type catalog: each
+/// pattern that matches no catalogued type is a warning, or in `strict`
+/// mode a 422 naming it. Nothing while the catalog is empty.
+async fn check_subscriptions(
+    client: &impl deadpool_postgres::GenericClient,
+    tenant: Uuid,
+    patterns: &[String],
+) -> ApiResult<Vec<FieldError>> {
+    let names = event_types::names(client, tenant).await?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let types: Vec<EventType> = names
+        .iter()
+        .filter_map(|n| EventType::parse(n).ok())
+        .collect();
+    let found: Vec<FieldError> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            EventPattern::parse(p).is_ok_and(|pattern| !types.iter().any(|t| pattern.matches(t)))
+        })
+        .map(|(i, p)| {
+            FieldError::new(
+                format!("event_types[{i}]"),
+                format!("{p:?} matches no type in the tenant's event-type catalog"),
+            )
+        })
+        .collect();
+    let strict = event_types::mode(client, tenant).await? == Some(CatalogMode::Strict);
+    if strict && !found.is_empty() {
+        return Err(ApiError::Invalid(found));
+    }
+    Ok(found)
+}
+
 /// Creates a webhook; the answer holds its secret, shown only here.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookInput, security(("bearer" = [])),
     responses((status = 201, body = WebhookOut), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -95,6 +134,7 @@ async fn create_webhook(
         let named = input.named_after_host(attempt);
         let derived = named.is_some();
         let (fields, secret) = merge(&state, named.unwrap_or_else(|| input.clone()), None)?;
+        let warnings = check_subscriptions(&client, tenant, &fields.event_types).await?;
         match webhooks::create(&client, tenant, &fields).await {
             Err(DbError::Conflict { .. }) if derived && attempt < MAX_NAME_TRIES => {}
             created => {
@@ -102,6 +142,7 @@ async fn create_webhook(
                 announce::webhook(&state, operational::WEBHOOK_CREATED, &created).await;
                 let mut out = WebhookOut::from(created);
                 out.secret = secret;
+                out.warnings = warnings;
                 return Ok((StatusCode::CREATED, axum::Json(out)));
             }
         }
@@ -178,11 +219,14 @@ async fn patch_webhook(
         .await?
         .ok_or(ApiError::NotFound)?;
     let (fields, _) = merge(&state, input, Some(current.clone().into()))?;
+    let warnings = check_subscriptions(&tx, tenant, &fields.event_types).await?;
     let updated: DbResult<Option<Webhook>> = webhooks::update(&tx, tenant, id, &fields).await;
     let webhook = updated.map_err(conflict)?.ok_or(ApiError::NotFound)?;
     tx.commit().await.map_err(DbError::from)?;
     announce::webhook_updated(&state, &current, &webhook).await;
-    Ok(axum::Json(WebhookOut::from(webhook)))
+    let mut out = WebhookOut::from(webhook);
+    out.warnings = warnings;
+    Ok(axum::Json(out))
 }
 
 /// Replaces a webhook: the fields left out take their defaults, as on

@@ -106,6 +106,10 @@ pub(super) struct WebhookOut {
     pub(super) client_certificate: Option<ClientCertificate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) secret: Option<String>,
+    /// In answers to create and update: `event_types` entries that match
+    /// no type of the tenant's event-type catalog (when it has any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) warnings: Vec<crate::error::FieldError>,
 }
 
 impl From<Webhook> for WebhookOut {
@@ -190,6 +194,7 @@ impl From<Webhook> for WebhookOut {
             auth: w.options.auth.map(|kind| AuthOut { kind }),
             client_certificate: w.options.client_certificate,
             secret: None,
+            warnings: Vec::new(),
         }
     }
 }
