@@ -98,6 +98,7 @@ impl Dispatcher {
             self.check_catalog(tenant_id, &message).await?;
         }
         let mut matching = subscriptions.matching(&event_type);
+        subscriptions.filter(&mut matching, &message.data);
         if event_type.is_operational() {
             if !from_herald(delivery) {
                 return Err(invalid(

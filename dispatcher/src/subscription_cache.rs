@@ -9,7 +9,9 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use herald_shared::db::config_version::{VersionWatch, VersionedCache};
 use herald_shared::db::{DbResult, tenants, webhooks};
+use herald_shared::filter::Filter;
 use herald_shared::models::{EventPattern, EventType};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// A tenant's subscriptions, indexed so that matching an event costs a
@@ -25,6 +27,8 @@ pub struct TenantSubscriptions {
     exact: HashMap<String, Vec<Uuid>>,
     /// By prefix, dot included (`invoice.` for `invoice.*`).
     prefix: HashMap<String, Vec<Uuid>>,
+    /// The payload filters of the webhooks that have one, compiled.
+    filters: HashMap<Uuid, Filter>,
 }
 
 impl TenantSubscriptions {
@@ -37,6 +41,20 @@ impl TenantSubscriptions {
             ..Self::default()
         };
         for s in subscriptions {
+            // Checked when saved; one that no longer compiles (a newer
+            // parser) lets nothing through rather than everything.
+            if let Some(expression) = &s.filter {
+                match Filter::compile(expression) {
+                    Ok(f) => {
+                        index.filters.insert(s.webhook_id, f);
+                    }
+                    Err(e) => {
+                        tracing::warn!(webhook_id = %s.webhook_id, error.message = %e,
+                            "a stored filter no longer compiles; the webhook gets no events until it is saved again");
+                        continue;
+                    }
+                }
+            }
             for pattern in s
                 .event_types
                 .iter()
@@ -75,6 +93,21 @@ impl TenantSubscriptions {
         found.sort_unstable();
         found.dedup();
         found
+    }
+
+    /// Keeps the webhooks whose filter `data` passes (those without one
+    /// stay). The data is parsed once, and only when a filter needs it;
+    /// data that does not parse passes no filter.
+    pub fn filter(&self, matching: &mut Vec<Uuid>, data: &RawValue) {
+        if self.filters.is_empty() || !matching.iter().any(|w| self.filters.contains_key(w)) {
+            return;
+        }
+        let wrapped = serde_json::from_str(data.get()).map(herald_shared::filter::wrap);
+        matching.retain(|w| match (self.filters.get(w), &wrapped) {
+            (None, _) => true,
+            (Some(f), Ok(data)) => f.matches(data),
+            (Some(_), Err(_)) => false,
+        });
     }
 }
 
@@ -139,7 +172,30 @@ mod tests {
         webhooks::Subscription {
             webhook_id: Uuid::now_v7(),
             event_types: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            filter: None,
         }
+    }
+
+    #[test]
+    fn filters_keep_only_the_webhooks_whose_expression_holds() {
+        let mut big = sub(&["invoice.*"]);
+        big.filter = Some("@.amount > 1000 && @.currency == 'EUR'".to_owned());
+        let mut broken = sub(&["invoice.*"]);
+        broken.filter = Some("@..amount".to_owned());
+        let plain = sub(&["invoice.*"]);
+        let (big_id, plain_id) = (big.webhook_id, plain.webhook_id);
+        let index = TenantSubscriptions::new(true, vec![big, broken, plain]);
+        let paid = EventType::parse("invoice.paid").unwrap();
+        let matched = |data: &str| {
+            let mut m = index.matching(&paid);
+            index.filter(&mut m, &RawValue::from_string(data.to_owned()).unwrap());
+            m
+        };
+        let mut both = vec![big_id, plain_id];
+        both.sort_unstable();
+        assert_eq!(matched(r#"{"amount": 5000, "currency": "EUR"}"#), both);
+        assert_eq!(matched(r#"{"amount": 5, "currency": "EUR"}"#), [plain_id]);
+        assert_eq!(matched("[]"), [plain_id]);
     }
 
     /// The index answers what matching every pattern one by one answers.

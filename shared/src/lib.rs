@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod crypto;
 pub mod db;
 pub mod delivery;
+pub mod filter;
 pub mod models;
 pub mod operational;
 pub mod payload;

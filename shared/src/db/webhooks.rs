@@ -136,6 +136,8 @@ pub struct Webhook {
     pub previous_public_key: Option<String>,
     /// The TLS client certificate and key, sealed JSON.
     pub client_cert_sealed: Option<Vec<u8>>,
+    /// The payload filter (see [`crate::filter`]).
+    pub filter: Option<String>,
 }
 
 impl Webhook {
@@ -160,7 +162,7 @@ const COLUMNS: &str = "id, tenant_id, name, description, url, event_types, secre
     coalesce((SELECT s.delivery_failure_count FROM webhook_stats s WHERE s.webhook_id = webhooks.id), 0),
     rate_limit, previous_secret_sealed, previous_secret_expires_at, options, auth_sealed,
     signing_key_sealed, public_key, previous_signing_key_sealed, previous_signing_key_expires_at,
-    previous_public_key, headers_sealed, client_cert_sealed";
+    previous_public_key, headers_sealed, client_cert_sealed, filter";
 
 impl Webhook {
     fn from_row(r: &Row) -> Self {
@@ -198,6 +200,7 @@ impl Webhook {
             previous_signing_key_expires_at: r.get(27),
             previous_public_key: r.get(28),
             client_cert_sealed: r.get(30),
+            filter: r.get(31),
         }
     }
 }
@@ -227,6 +230,8 @@ pub struct WebhookFields {
     pub public_key: Option<String>,
     /// The TLS client certificate and key, sealed JSON.
     pub client_cert_sealed: Option<Vec<u8>>,
+    /// The payload filter, checked.
+    pub filter: Option<String>,
 }
 
 impl WebhookFields {
@@ -241,12 +246,12 @@ impl WebhookFields {
 
 impl WebhookFields {
     /// The caller-set columns in the order `create` and `update` bind them
-    /// (`$3` to `$20`).
+    /// (`$3` to `$22`).
     fn columns<'a>(
         &'a self,
         headers: &'a Json<&'a Headers>,
         options: &'a Json<&'a WebhookOptions>,
-    ) -> [&'a (dyn ToSql + Sync); 19] {
+    ) -> [&'a (dyn ToSql + Sync); 20] {
         [
             &self.name,
             &self.description,
@@ -267,6 +272,7 @@ impl WebhookFields {
             &self.public_key,
             &self.headers_sealed,
             &self.client_cert_sealed,
+            &self.filter,
         ]
     }
 }
@@ -293,6 +299,7 @@ impl From<Webhook> for WebhookFields {
             signing_key_sealed: w.signing_key_sealed,
             public_key: w.public_key,
             client_cert_sealed: w.client_cert_sealed,
+            filter: w.filter,
         }
     }
 }
@@ -308,9 +315,9 @@ pub async fn create(
         "INSERT INTO webhooks (id, tenant_id, name, description, url, event_types, secret_sealed,
             headers, timeout_seconds, retry_attempts, retry_backoff_seconds, verify_ssl, is_active,
             disabled_reason, rate_limit, options, auth_sealed, signing_key_sealed, public_key,
-            headers_sealed, client_cert_sealed)
+            headers_sealed, client_cert_sealed, filter)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20, $21)
+            $19, $20, $21, $22)
          RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
@@ -345,7 +352,8 @@ pub async fn update(
             secret_sealed = $7, headers = $8, timeout_seconds = $9, retry_attempts = $10,
             retry_backoff_seconds = $11, verify_ssl = $12, is_active = $13, disabled_reason = $14,
             rate_limit = $15, options = $16, auth_sealed = $17, signing_key_sealed = $18,
-            public_key = $19, headers_sealed = $20, client_cert_sealed = $21, updated_at = now()
+            public_key = $19, headers_sealed = $20, client_cert_sealed = $21, filter = $22,
+            updated_at = now()
          WHERE id = $1 AND tenant_id = $2
          RETURNING {COLUMNS}"
     );
@@ -442,6 +450,8 @@ pub async fn delete(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> D
 pub struct Subscription {
     pub webhook_id: Uuid,
     pub event_types: Vec<String>,
+    /// The payload filter, as stored.
+    pub filter: Option<String>,
 }
 
 /// The tenant's active webhooks and their patterns.
@@ -453,7 +463,9 @@ pub async fn active_subscriptions(
     tenant_id: Uuid,
 ) -> DbResult<Vec<Subscription>> {
     let stmt = client
-        .prepare_cached("SELECT id, event_types FROM webhooks WHERE tenant_id = $1 AND is_active")
+        .prepare_cached(
+            "SELECT id, event_types, filter FROM webhooks WHERE tenant_id = $1 AND is_active",
+        )
         .await?;
     let rows = client.query(&stmt, &[&tenant_id]).await?;
     Ok(rows
@@ -461,6 +473,7 @@ pub async fn active_subscriptions(
         .map(|r| Subscription {
             webhook_id: r.get(0),
             event_types: r.get(1),
+            filter: r.get(2),
         })
         .collect())
 }

@@ -9,6 +9,7 @@ mod console;
 mod delivery_options;
 mod egress;
 mod fairness;
+mod filters;
 mod history;
 mod hostile;
 mod isolation;

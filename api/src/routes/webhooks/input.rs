@@ -105,6 +105,12 @@ pub(super) struct WebhookInput {
     #[serde(default)]
     #[schema(value_type = Option<i64>)]
     rate_limit: Patch<i64>,
+    /// A JSONPath filter expression (RFC 9535) over the event's `data`,
+    /// such as `@.amount > 1000 && @.currency == 'EUR'`: only events it
+    /// holds for are delivered; `null` removes it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    filter: Patch<String>,
     /// The body's shape: `json` (default), `splunk_hec`, `datadog`,
     /// `elastic`, or `custom` with `template`.
     format: Option<Format>,
@@ -225,6 +231,9 @@ impl WebhookInput {
         self.is_active.get_or_insert(true);
         if !self.rate_limit.is_given() {
             self.rate_limit = Patch::Null;
+        }
+        if !self.filter.is_given() {
+            self.filter = Patch::Null;
         }
         let format = *self.format.get_or_insert(Format::Json);
         if format == Format::Custom {
@@ -376,6 +385,14 @@ pub(super) fn merge(
             b.and_then(|b| b.client_cert_sealed.clone())
         }
     };
+    let filter = std::mem::take(&mut input.filter)
+        .map(|f| {
+            if let Err(e) = herald_shared::filter::Filter::compile(&f) {
+                p.add("filter", e);
+            }
+            f
+        })
+        .apply(b.and_then(|b| b.filter.clone()));
     let (is_active, disabled_reason) = match input.is_active {
         // Re-enabling clears the reason an automatic disable left.
         Some(true) => (true, None),
@@ -404,6 +421,7 @@ pub(super) fn merge(
             signing_key_sealed,
             public_key,
             client_cert_sealed,
+            filter,
         },
         shown_secret,
     ))

@@ -97,6 +97,8 @@ pub(super) struct WebhookOut {
     pub(super) delivery_success_count: i64,
     pub(super) delivery_failure_count: i64,
     pub(super) rate_limit: Option<i32>,
+    /// The payload filter; `null` for none.
+    pub(super) filter: Option<String>,
     pub(super) format: Format,
     pub(super) template: Option<String>,
     pub(super) content_type: String,
@@ -171,6 +173,7 @@ impl From<Webhook> for WebhookOut {
             delivery_success_count: w.delivery_success_count,
             delivery_failure_count: w.delivery_failure_count,
             rate_limit: w.rate_limit,
+            filter: w.filter,
             format: w.options.format,
             content_type: w
                 .options
