@@ -166,6 +166,10 @@ struct Spec<'a> {
     /// The tenant's catalog in `strict` mode with a schema for the load's
     /// events, so that every event is validated at ingest.
     schema: bool,
+    /// Every webhook has a payload filter: the matching ones a filter the
+    /// load's events pass, the others (subscribed to the same type) one
+    /// they fail, so the dispatcher evaluates them all for every event.
+    filtered: bool,
 }
 
 async fn run(
@@ -192,13 +196,33 @@ async fn run(
             } else {
                 format!("m{i}")
             };
-            sys.create_webhook(&name, &receiver.url(&name), &["order.*"])
+            if spec.filtered {
+                sys.create_filtered_webhook(
+                    &name,
+                    &receiver.url(&name),
+                    &["order.*"],
+                    "@.amount > 1000 && @.currency == 'EUR'",
+                )
                 .await?;
+            } else {
+                sys.create_webhook(&name, &receiver.url(&name), &["order.*"])
+                    .await?;
+            }
             hooks.push(name);
         }
         for i in 0..spec.others {
-            sys.create_webhook(&format!("o{i}"), &receiver.url("other"), &["invoice.*"])
+            if spec.filtered {
+                sys.create_filtered_webhook(
+                    &format!("o{i}"),
+                    &receiver.url("other"),
+                    &["order.*"],
+                    &format!("@.amount > {} && @.currency == 'EUR'", 1_000_000 + i),
+                )
                 .await?;
+            } else {
+                sys.create_webhook(&format!("o{i}"), &receiver.url("other"), &["invoice.*"])
+                    .await?;
+            }
         }
         if spec.schema {
             sys.catalogue_orders().await?;
@@ -530,6 +554,7 @@ async fn main() -> anyhow::Result<()> {
         env: Vec::new(),
         cluster: false,
         schema: false,
+        filtered: false,
     };
     let mut scenarios = Vec::new();
     let only = o.only.as_deref();
@@ -612,6 +637,13 @@ async fn main() -> anyhow::Result<()> {
             ),
             spec("webhooks-10", 1, n, 1, 9, Load::Batch),
             spec("webhooks-1000", 1, n, 1, 999, Load::Batch),
+            {
+                // 1,000 webhooks on the event's type, each with a filter:
+                // against webhooks-1000, what evaluating them costs.
+                let mut s = spec("filters-1000", 1, n, 1, 999, Load::Batch);
+                s.filtered = true;
+                s
+            },
             spec("workers-2", 2, n, 1, 0, Load::Batch),
             spec("workers-4", 4, n, 1, 0, Load::Batch),
         ]);

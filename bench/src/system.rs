@@ -279,6 +279,24 @@ impl System {
             .await
     }
 
+    /// A webhook with a payload filter.
+    pub(crate) async fn create_filtered_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        event_types: &[&str],
+        filter: &str,
+    ) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/v1/webhooks", self.api))
+            .bearer_auth(&self.token)
+            .json(&json!({"name": name, "url": url, "event_types": event_types, "filter": filter}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     pub(crate) async fn create_webhook_as(
         &self,
         token: &str,

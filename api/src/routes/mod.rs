@@ -6,6 +6,7 @@ mod events;
 mod history;
 mod overview;
 mod portal;
+mod resend;
 mod tenants;
 mod webhooks;
 
@@ -67,6 +68,7 @@ pub fn router_and_document(state: AppState) -> (Router, serde_json::Value) {
         .merge(webhooks::router())
         .merge(events::router(max_event))
         .merge(event_types::router())
+        .merge(resend::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

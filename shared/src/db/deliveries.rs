@@ -582,6 +582,50 @@ pub async fn messages_for(
         .collect()
 }
 
+/// Deliveries of a stored event made again on request (a resend), one per
+/// webhook: new rows with fresh ids in the event's day (the id's time is
+/// the event's `received_at`, the rest random), `retrying` and due now, as
+/// a manual retry is, so that the sweeper sends any whose message never
+/// goes out. Answers their ids, in `webhooks` order.
+///
+/// # Errors
+/// A database error.
+pub async fn insert_resends(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    event_id: &str,
+    event_received_at: DateTime<Utc>,
+    event_type: &str,
+    webhooks: &[Uuid],
+) -> DbResult<Vec<Uuid>> {
+    let millis = u64::try_from(event_received_at.timestamp_millis()).unwrap_or(0);
+    let ids: Vec<Uuid> = webhooks
+        .iter()
+        .map(|_| {
+            let mut random = [0u8; 10];
+            random.copy_from_slice(&Uuid::new_v4().as_bytes()[..10]);
+            uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+        })
+        .collect();
+    client
+        .execute(
+            "INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id,
+                                     event_type, status, next_attempt_at)
+             SELECT id, $2, $3, $4, webhook_id, $5, 'retrying', now()
+             FROM unnest($1::uuid[], $6::uuid[]) AS r(id, webhook_id)",
+            &[
+                &ids,
+                &tenant_id,
+                &event_id,
+                &event_received_at,
+                &event_type,
+                &webhooks,
+            ],
+        )
+        .await?;
+    Ok(ids)
+}
+
 /// Makes one delivery of the tenant due now (a manual retry), reopening it
 /// if it had failed. Answers whether it had failed, or `None` when there is
 /// no such delivery.

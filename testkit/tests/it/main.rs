@@ -18,6 +18,7 @@ mod operations;
 mod partitions;
 mod pipeline;
 mod portal;
+mod replay;
 mod resilience;
 mod retries;
 mod rotation;

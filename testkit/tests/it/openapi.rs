@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/event-types/{name}"),
     ("get", "/v1/catalog"),
     ("patch", "/v1/catalog"),
+    ("post", "/v1/events/{id}/resend"),
     ("get", "/v1/webhooks/{id}/stats"),
     ("post", "/v1/webhooks/preview"),
     ("post", "/v1/tenants/{id}/tokens"),

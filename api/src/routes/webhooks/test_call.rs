@@ -44,8 +44,7 @@ async fn test_event(
     let input: TestInput = if body.iter().all(u8::is_ascii_whitespace) {
         TestInput::default()
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not a test request: {e}")))?
+        crate::extract::parse_json(body)?
     };
     let Some(event_type) = input.event_type else {
         if input.data.is_some() {
