@@ -661,7 +661,8 @@ pub struct RecoverWindow<'a> {
     pub event_type: Option<&'a str>,
 }
 
-/// Counts the failed deliveries in the window.
+/// Counts the failed deliveries in the window (test calls' deliveries,
+/// `webhook.test`, are not recovered: they checked the endpoint then).
 ///
 /// # Errors
 /// A database error.
@@ -669,7 +670,8 @@ pub async fn count_failed(client: &impl GenericClient, w: &RecoverWindow<'_>) ->
     let row = client
         .query_one(
             "SELECT count(*) FROM deliveries
-             WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2
+             WHERE webhook_id = $1 AND status = 'failed' AND event_type <> 'webhook.test'
+               AND created_at >= $2
                AND ($3::timestamptz IS NULL OR created_at < $3)
                AND ($4::text IS NULL OR event_type = $4)",
             &[&w.webhook_id, &w.since, &w.until, &w.event_type],
@@ -694,7 +696,8 @@ pub async fn reopen_failed_batch(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = now(), updated_at = now()
              WHERE id IN (
                  SELECT id FROM deliveries
-                 WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2
+                 WHERE webhook_id = $1 AND status = 'failed' AND event_type <> 'webhook.test'
+                   AND created_at >= $2
                    AND ($3::timestamptz IS NULL OR created_at < $3)
                    AND ($4::text IS NULL OR event_type = $4)
                  ORDER BY created_at LIMIT $5

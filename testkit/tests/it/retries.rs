@@ -260,6 +260,19 @@ async fn recover_requeues_only_the_failed_deliveries_in_the_window() {
         );
     }
     wait_until(WAIT, "the recent deliveries to fail", || failed(4)).await;
+    // A test call in the window fails too; a recovery leaves it alone (it
+    // was a check of the endpoint, not an event for it).
+    let (status, tested) = api
+        .call(
+            Method::POST,
+            &format!("/v1/webhooks/{}/test", hook["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["success"], false);
+    wait_until(WAIT, "the test delivery to be recorded failed", || failed(5)).await;
 
     let (status, body) = api
         .call(
@@ -271,7 +284,7 @@ async fn recover_requeues_only_the_failed_deliveries_in_the_window() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["count"], 3);
-    assert_eq!(receiver.requests().len(), 4, "a dry run sends nothing");
+    assert_eq!(receiver.requests().len(), 5, "a dry run sends nothing");
 
     receiver.respond_with(200);
     let (status, body) = api
@@ -294,7 +307,7 @@ async fn recover_requeues_only_the_failed_deliveries_in_the_window() {
     let delivered: Vec<String> = receiver
         .requests()
         .iter()
-        .skip(4)
+        .skip(5)
         .map(|r| r.header("webhook-id").unwrap().to_owned())
         .collect();
     let mut expected = recent.clone();
@@ -320,7 +333,8 @@ async fn recover_requeues_only_the_failed_deliveries_in_the_window() {
     assert_eq!(
         env.count("SELECT count(*) FROM deliveries WHERE status = 'failed'")
             .await,
-        1
+        2,
+        "the old delivery and the test call's stay failed"
     );
     let (status, _) = api
         .call(
