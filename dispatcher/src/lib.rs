@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod pruner;
 pub mod purger;
 pub mod queue_depth;
+pub mod replayer;
 pub mod run;
 pub mod store;
 pub mod subscription_cache;

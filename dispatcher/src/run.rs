@@ -62,6 +62,16 @@ pub async fn run(
         interval: settings.dispatcher.sweep_interval_seconds,
     };
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
+    let replayer = crate::replayer::Replayer {
+        pool: base.pool.clone(),
+        publisher: Publisher::new(
+            Brokers::from_settings(&settings.amqp),
+            &format!("{} herald-dispatcher replayer", base.topology.prefix()),
+        ),
+        topology: base.topology.clone(),
+        interval: Duration::from_secs(1),
+    };
+    let replaying = tokio::spawn(replayer.run(shutdown.clone()));
     let pruner = Pruner {
         pool: base.pool.clone(),
         max_age: Duration::from_secs(settings.retention.max_age_days.saturating_mul(86_400)),
@@ -90,6 +100,7 @@ pub async fn run(
     )
     .await;
     let _ = sweeping.await;
+    let _ = replaying.await;
     let _ = pruning.await;
     let _ = purging.await;
     let _ = depths.await;

@@ -1,11 +1,16 @@
-//! Sending a stored event again: `POST /v1/events/{id}/resend`, to every
-//! webhook that matches it now (webhooks created after it included) or to
-//! the ones named. Each resend is a new delivery of the event.
+//! Sending stored events again: one event (`POST /v1/events/{id}/resend`),
+//! to every webhook that matches it now (webhooks created after it
+//! included) or to the ones named; or a window of events to one webhook
+//! (`POST /v1/webhooks/{id}/replay`), run by the dispatchers at a bounded
+//! rate (`dispatcher/src/replayer.rs`), its progress at
+//! `GET /v1/replays/{id}`. Each is a new delivery of the event.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
 use herald_shared::amqp::fairness;
+use herald_shared::db::replays::{self, Replay, Taker, Window};
 use herald_shared::db::{deliveries, history, webhooks};
 use herald_shared::filter::{Filter, wrap};
 use herald_shared::models::{EventPattern, EventType};
@@ -17,14 +22,18 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::ProblemDoc as Problem;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::{ApiPath, parse_json};
+use crate::extract::{ApiJson, ApiPath, parse_json};
 use crate::state::AppState;
 
 /// Webhooks one resend may name, at most.
 const MAX_NAMED: usize = 100;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(resend_event))
+    OpenApiRouter::new()
+        .routes(routes!(resend_event))
+        .routes(routes!(replay_webhook))
+        .routes(routes!(get_replay))
+        .routes(routes!(cancel_replay))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -142,15 +151,16 @@ async fn resend_event(
             named
         }
     };
-    let ids = deliveries::insert_resends(
-        &client,
-        tenant,
-        &event.id,
-        event.received_at,
-        &event.event_type,
-        &targets,
-    )
-    .await?;
+    let rows: Vec<deliveries::Redelivery<'_>> = targets
+        .iter()
+        .map(|w| deliveries::Redelivery {
+            event_id: &event.id,
+            event_received_at: event.received_at,
+            event_type: &event.event_type,
+            webhook_id: *w,
+        })
+        .collect();
+    let ids = deliveries::insert_redeliveries(&client, tenant, &rows).await?;
     // Rows whose messages do not go out (the broker fails here) are
     // `retrying` and due: the dispatcher's sweeper sends them.
     let messages = deliveries::messages_for(&client, &ids, true).await?;
@@ -169,4 +179,150 @@ async fn resend_event(
                 .collect(),
         }),
     ))
+}
+
+/// Events a dry run looks at, at most.
+const DRY_RUN_LIMIT: usize = 100_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReplayInput {
+    since: DateTime<Utc>,
+    /// Default: now.
+    until: Option<DateTime<Utc>>,
+    /// Narrows the webhook's own types (patterns as webhooks take them).
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ReplayCount {
+    dry_run: bool,
+    /// Events in the window.
+    total: i64,
+    /// Of those looked at, the ones a replay would deliver.
+    count: usize,
+    /// False when the window held more than 100,000 events: `count` is
+    /// for the first 100,000.
+    complete: bool,
+}
+
+/// Delivers again every stored event in the window that the webhook
+/// matches now (its types, narrowed by `event_types`, and its filter) and
+/// has no successful or pending delivery of. Runs in the background at up
+/// to 500 events a second, behind live traffic; answers the replay to
+/// follow at `GET /v1/replays/{id}`. `dry_run` counts instead.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", params(("id" = Uuid, Path)),
+    request_body = ReplayInput, security(("bearer" = [])),
+    responses((status = 202, body = Replay, description = "started"), (status = 200, body = ReplayCount, description = "dry run"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn replay_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<ReplayInput>,
+) -> ApiResult<axum::response::Response> {
+    let tenant = caller.tenant()?;
+    let until = input.until.unwrap_or_else(Utc::now);
+    if until <= input.since {
+        return Err(ApiError::invalid("until", "must be after since"));
+    }
+    if let Some(types) = &input.event_types {
+        let bad: Vec<FieldError> = types
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                EventPattern::parse(t)
+                    .err()
+                    .map(|e| FieldError::new(format!("event_types[{i}]"), e.0))
+            })
+            .collect();
+        if !bad.is_empty() || types.is_empty() || types.len() > 100 {
+            return Err(if bad.is_empty() {
+                ApiError::invalid("event_types", "1 to 100 patterns")
+            } else {
+                ApiError::Invalid(bad)
+            });
+        }
+    }
+    let client = state.pool.get().await?;
+    let webhook = webhooks::get(&client, tenant, id, false)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let window = Window {
+        tenant_id: tenant,
+        webhook_id: id,
+        since: input.since,
+        until,
+        event_types: input.event_types,
+    };
+    let total = replays::count_window(&client, tenant, window.since, window.until).await?;
+    if input.dry_run {
+        let taker = Taker::new(
+            &webhook.event_types,
+            window.event_types.as_deref(),
+            webhook.filter.as_deref(),
+        );
+        let (mut count, mut scanned, mut cursor, mut complete) = (0, 0, None, true);
+        while let Some(taker) = &taker {
+            let batch = replays::next_batch(&client, &window, cursor.as_ref(), taker, 1000).await?;
+            count += batch.to_send.len();
+            scanned += batch.scanned;
+            cursor = batch.cursor;
+            if batch.finished {
+                break;
+            }
+            if scanned >= DRY_RUN_LIMIT {
+                complete = false;
+                break;
+            }
+        }
+        return Ok((
+            StatusCode::OK,
+            axum::Json(ReplayCount {
+                dry_run: true,
+                total,
+                count,
+                complete,
+            }),
+        )
+            .into_response());
+    }
+    let replay = replays::create(&client, &window, total).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(replay)).into_response())
+}
+
+/// A replay's progress: `state` (`running`, `done`, `cancelled`),
+/// `total` events in the window, `processed` so far, `queued` deliveries.
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "deliveries", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Replay), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    let replay = replays::get(&client, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(replay))
+}
+
+/// Stops a running replay: the deliveries it made stay; no more are made.
+/// A finished replay is answered as it is.
+#[utoipa::path(post, path = "/v1/replays/{id}/cancel", tag = "deliveries", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Replay), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn cancel_replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = caller.tenant()?;
+    let client = state.pool.get().await?;
+    let replay = replays::cancel(&client, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(replay))
 }

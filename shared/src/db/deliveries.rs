@@ -582,45 +582,53 @@ pub async fn messages_for(
         .collect()
 }
 
-/// Deliveries of a stored event made again on request (a resend), one per
-/// webhook: new rows with fresh ids in the event's day (the id's time is
-/// the event's `received_at`, the rest random), `retrying` and due now, as
-/// a manual retry is, so that the sweeper sends any whose message never
-/// goes out. Answers their ids, in `webhooks` order.
+/// A delivery of a stored event made again on request (a resend or a
+/// replay).
+#[derive(Debug)]
+pub struct Redelivery<'a> {
+    pub event_id: &'a str,
+    pub event_received_at: DateTime<Utc>,
+    pub event_type: &'a str,
+    pub webhook_id: Uuid,
+}
+
+/// Creates deliveries made again on request: new rows with fresh ids in
+/// their event's day (the id's time is the event's `received_at`, the rest
+/// random), `retrying` and due now, as a manual retry is, so that the
+/// sweeper sends any whose message never goes out. Answers their ids, in
+/// `rows` order.
 ///
 /// # Errors
 /// A database error.
-pub async fn insert_resends(
+pub async fn insert_redeliveries(
     client: &impl GenericClient,
     tenant_id: Uuid,
-    event_id: &str,
-    event_received_at: DateTime<Utc>,
-    event_type: &str,
-    webhooks: &[Uuid],
+    rows: &[Redelivery<'_>],
 ) -> DbResult<Vec<Uuid>> {
-    let millis = u64::try_from(event_received_at.timestamp_millis()).unwrap_or(0);
-    let ids: Vec<Uuid> = webhooks
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows
         .iter()
-        .map(|_| {
+        .map(|r| {
+            let millis = u64::try_from(r.event_received_at.timestamp_millis()).unwrap_or(0);
             let mut random = [0u8; 10];
             random.copy_from_slice(&Uuid::new_v4().as_bytes()[..10]);
             uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
         })
         .collect();
+    let events: Vec<&str> = rows.iter().map(|r| r.event_id).collect();
+    let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.event_received_at).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
+    let webhooks: Vec<Uuid> = rows.iter().map(|r| r.webhook_id).collect();
     client
         .execute(
             "INSERT INTO deliveries (id, tenant_id, event_id, event_received_at, webhook_id,
                                      event_type, status, next_attempt_at)
-             SELECT id, $2, $3, $4, webhook_id, $5, 'retrying', now()
-             FROM unnest($1::uuid[], $6::uuid[]) AS r(id, webhook_id)",
-            &[
-                &ids,
-                &tenant_id,
-                &event_id,
-                &event_received_at,
-                &event_type,
-                &webhooks,
-            ],
+             SELECT id, $2, event_id, received_at, webhook_id, event_type, 'retrying', now()
+             FROM unnest($1::uuid[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[])
+                  AS r(id, event_id, received_at, webhook_id, event_type)",
+            &[&ids, &tenant_id, &events, &received, &webhooks, &types],
         )
         .await?;
     Ok(ids)

@@ -9,6 +9,7 @@ pub mod heartbeats;
 pub mod history;
 pub mod overview;
 pub mod portal;
+pub mod replays;
 pub mod retention;
 pub mod stats;
 pub mod tenants;

@@ -272,7 +272,10 @@ async fn recover_requeues_only_the_failed_deliveries_in_the_window() {
         .await;
     assert_eq!(status, 200, "{tested}");
     assert_eq!(tested["success"], false);
-    wait_until(WAIT, "the test delivery to be recorded failed", || failed(5)).await;
+    wait_until(WAIT, "the test delivery to be recorded failed", || {
+        failed(5)
+    })
+    .await;
 
     let (status, body) = api
         .call(
