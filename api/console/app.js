@@ -7,6 +7,7 @@ import * as signin from './views/signin.js';
 import * as webhooks from './views/webhooks.js';
 import * as deliveries from './views/deliveries.js';
 import * as events from './views/events.js';
+import * as eventTypes from './views/event-types.js';
 import * as tenants from './views/tenants.js';
 import * as overview from './views/overview.js';
 import * as portal from './views/portal.js';
@@ -23,14 +24,15 @@ const ROUTES = [
   { kinds: TENANT, pattern: /^deliveries\/([^/]+)$/, title: 'Delivery', view: deliveries.detail },
   { kinds: TENANT, pattern: /^events$/, title: 'Events', view: events.list },
   { kinds: TENANT, pattern: /^events\/([^/]+)$/, title: 'Event', view: events.detail },
+  { kinds: TENANT, pattern: /^event-types$/, title: 'Event types', view: eventTypes.list },
   { kinds: ['tenant'], pattern: /^portal$/, title: 'Customer portal', view: portal.page },
   { kinds: ['admin'], pattern: /^overview$/, title: 'Overview', view: overview.page },
   { kinds: ['admin'], pattern: /^tenants$/, title: 'Tenants', view: tenants.list },
 ];
 
 const NAV = {
-  tenant: [['webhooks', 'Webhooks'], ['deliveries', 'Deliveries'], ['events', 'Events'], ['portal', 'Customer portal']],
-  portal: [['webhooks', 'Webhooks'], ['deliveries', 'Deliveries'], ['events', 'Events']],
+  tenant: [['webhooks', 'Webhooks'], ['deliveries', 'Deliveries'], ['events', 'Events'], ['event-types', 'Event types'], ['portal', 'Customer portal']],
+  portal: [['webhooks', 'Webhooks'], ['deliveries', 'Deliveries'], ['events', 'Events'], ['event-types', 'Event types']],
   admin: [['overview', 'Overview'], ['tenants', 'Tenants']],
 };
 

@@ -502,3 +502,56 @@ async fn the_webhook_form_previews_the_body_and_sets_authentication() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_page_lists_types_with_schemas_and_examples() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    for body in [
+        json!({"name": "invoice.paid", "group": "Billing",
+               "description": "<img src=x onerror=\"document.title='pwned'\">Paid in full.",
+               "schema": {"type": "object", "required": ["amount"]},
+               "examples": [{"amount": 1250}]}),
+        json!({"name": "invoice.sent", "group": "Billing", "deprecated": true}),
+        json!({"name": "user.created"}),
+    ] {
+        let (status, answer) = api
+            .call(Method::POST, "/v1/event-types", Some(&token), Some(&body))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let browser = Browser::start().await;
+    sign_in(&browser, &api.base, &token).await;
+    until_shown(
+        &browser,
+        &api.base,
+        "#/event-types",
+        "#event-types",
+        "invoice.paid",
+    )
+    .await;
+    let page = browser.text(&browser.wait_for("#event-types").await).await;
+    for shown in [
+        "Billing",
+        "invoice.sent",
+        "deprecated",
+        "Other",
+        "user.created",
+    ] {
+        assert!(page.contains(shown), "{shown:?} in {page}");
+    }
+    // The description is text, never markup.
+    assert!(page.contains("<img src=x"), "{page}");
+    assert!(browser.find("#event-types img").await.is_none());
+    let example = browser
+        .text(
+            &browser
+                .wait_for("[data-name='invoice.paid'] .event-type-example")
+                .await,
+        )
+        .await;
+    assert!(example.contains("1250"), "{example}");
+    let title = browser.execute("return document.title", &[]).await;
+    assert_ne!(title, json!("pwned"));
+}
