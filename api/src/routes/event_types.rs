@@ -247,7 +247,7 @@ async fn get_event_type(
         return Err(ApiError::NotFound);
     }
     let client = state.pool.get().await?;
-    let row = event_types::get(&client, scope.tenant, &name)
+    let row = event_types::get(&client, scope.tenant, &name, false)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(axum::Json(EventTypeOut::from(row)))
@@ -268,7 +268,7 @@ async fn patch_event_type(
     // Read and write in one transaction, so that two concurrent edits
     // cannot mix (the row is locked from the read on).
     let tx = client.transaction().await.map_err(DbError::from)?;
-    let current = event_types::get_for_update(&tx, tenant, &name)
+    let current = event_types::get(&tx, tenant, &name, true)
         .await?
         .ok_or(ApiError::NotFound)?;
     let fields = EventTypeFields {

@@ -117,7 +117,8 @@ pub async fn update(
     row.as_ref().map(from_row).transpose()
 }
 
-/// One type of the tenant's catalog.
+/// One type of the tenant's catalog; `lock` takes a row lock for a
+/// read-modify-write inside a transaction.
 ///
 /// # Errors
 /// A database error.
@@ -125,29 +126,13 @@ pub async fn get(
     client: &impl GenericClient,
     tenant_id: Uuid,
     name: &str,
-) -> DbResult<Option<EventTypeRow>> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM event_types WHERE tenant_id = $1 AND name = $2"),
-            &[&tenant_id, &name],
-        )
-        .await?;
-    row.as_ref().map(from_row).transpose()
-}
-
-/// One type, locked until the transaction ends (a read before an update).
-///
-/// # Errors
-/// A database error.
-pub async fn get_for_update(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    name: &str,
+    lock: bool,
 ) -> DbResult<Option<EventTypeRow>> {
     let row = client
         .query_opt(
             &format!(
-                "SELECT {COLUMNS} FROM event_types WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
+                "SELECT {COLUMNS} FROM event_types WHERE tenant_id = $1 AND name = $2{}",
+                if lock { " FOR UPDATE" } else { "" }
             ),
             &[&tenant_id, &name],
         )

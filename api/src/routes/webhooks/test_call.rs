@@ -74,7 +74,7 @@ async fn test_event(
         Some(data) => data,
         None => {
             let client = state.pool.get().await?;
-            let example = event_types::get(&client, tenant, &event_type)
+            let example = event_types::get(&client, tenant, &event_type, false)
                 .await?
                 .and_then(|t| t.examples.into_iter().next())
                 .ok_or_else(|| {
