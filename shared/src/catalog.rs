@@ -59,6 +59,8 @@ pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Errors reported for one event, at most.
 const MAX_FINDINGS: usize = 10;
+/// One finding's detail, in characters at most.
+const MAX_DETAIL_CHARS: usize = 200;
 
 /// A compiled schema.
 pub type Schema = Arc<jsonschema::Validator>;
@@ -120,7 +122,9 @@ pub fn check_data(schema: &jsonschema::Validator, data: &serde_json::Value) -> V
         .take(MAX_FINDINGS)
         .map(|e| Finding {
             field: format!("data{}", e.instance_path()),
-            detail: e.to_string(),
+            // The message quotes the value, which may be as long as the
+            // data: bounded, so that a 422 or a park reason stays small.
+            detail: crate::text::excerpt(e.to_string().as_bytes(), MAX_DETAIL_CHARS),
         })
         .collect()
 }
@@ -282,6 +286,16 @@ mod tests {
         let missing = c.check("invoice.paid", &raw(&json!({"amount": 1})));
         assert_eq!(missing[0].field, "data");
         assert!(missing[0].detail.contains("currency"), "{missing:?}");
+        // A finding quoting a huge value stays small.
+        let long = c.check(
+            "invoice.paid",
+            &raw(&json!({"amount": 1, "currency": "E".repeat(100_000)})),
+        );
+        assert!(
+            long[0].detail.chars().count() <= 200,
+            "{}",
+            long[0].detail.len()
+        );
         // No schema: any data; not catalogued: the type is at fault.
         assert!(c.check("invoice.sent", &raw(&json!([1, 2]))).is_empty());
         assert_eq!(

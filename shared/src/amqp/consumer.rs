@@ -271,6 +271,9 @@ async fn settle<H: Handler>(
     park(handler, publisher, config, delivery, &reason).await
 }
 
+/// A park reason's length in characters, at most.
+const MAX_REASON_CHARS: usize = 2000;
+
 /// Moves a message to the park queue with its reason, then acks it.
 async fn park<H: Handler>(
     handler: &H,
@@ -279,6 +282,9 @@ async fn park<H: Handler>(
     delivery: &Delivery,
     reason: &str,
 ) -> Result<bool, lapin::Error> {
+    // A reason may quote the message: bounded, so that the header always
+    // fits in a frame and the message is parked rather than requeued.
+    let reason = &crate::text::excerpt(reason.as_bytes(), MAX_REASON_CHARS);
     tracing::warn!(%reason, queue = %config.park_queue, "message parked");
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(

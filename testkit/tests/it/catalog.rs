@@ -317,8 +317,20 @@ async fn a_strict_tenant_refuses_over_http_and_parks_over_amqp() {
         .as_bytes(),
     )
     .await;
+    // A value that fails its schema and would make an enormous reason.
+    env.publish_event(
+        &ch,
+        "invoice.paid",
+        event(
+            "long-amqp",
+            "invoice.paid",
+            json!({"amount": 1, "currency": "A".repeat(500_000)}),
+        )
+        .as_bytes(),
+    )
+    .await;
     let parked = env
-        .take_parked(&ch, &env.topology.invalid_queue(), 2, WAIT)
+        .take_parked(&ch, &env.topology.invalid_queue(), 3, WAIT)
         .await;
     let reason = |id: &str| {
         parked
@@ -331,6 +343,13 @@ async fn a_strict_tenant_refuses_over_http_and_parks_over_amqp() {
         reason("bad-amqp").contains("data/amount"),
         "{}",
         reason("bad-amqp")
+    );
+    let long = reason("long-amqp");
+    assert!(long.contains("data/currency"), "{}", &long[..200]);
+    assert!(
+        long.len() < 4096,
+        "the reason is bounded: {} bytes",
+        long.len()
     );
     assert!(
         reason("unknown-amqp").contains("event_type"),
