@@ -181,6 +181,9 @@ async fn resend_event(
     ))
 }
 
+/// Replays one tenant may have running at once.
+const MAX_RUNNING_REPLAYS: i64 = 5;
+
 /// Events a dry run looks at, at most.
 const DRY_RUN_LIMIT: usize = 100_000;
 
@@ -216,7 +219,8 @@ struct ReplayCount {
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", params(("id" = Uuid, Path)),
     request_body = ReplayInput, security(("bearer" = [])),
     responses((status = 202, body = Replay, description = "started"), (status = 200, body = ReplayCount, description = "dry run"),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the tenant has 5 replays running"), (status = 422, body = Problem)))]
 async fn replay_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -288,6 +292,13 @@ async fn replay_webhook(
             }),
         )
             .into_response());
+    }
+    // Each running replay costs the database a batch a second: a tenant
+    // gets a few at a time, not as many as it can start.
+    if replays::running(&client, tenant).await? >= MAX_RUNNING_REPLAYS {
+        return Err(ApiError::Conflict(format!(
+            "{MAX_RUNNING_REPLAYS} replays of this tenant are running; wait for one to finish or cancel one"
+        )));
     }
     let replay = replays::create(&client, &window, total).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(replay)).into_response())

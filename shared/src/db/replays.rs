@@ -89,6 +89,20 @@ pub struct Window {
     pub event_types: Option<Vec<String>>,
 }
 
+/// The tenant's replays still running.
+///
+/// # Errors
+/// A database error.
+pub async fn running(client: &impl GenericClient, tenant_id: Uuid) -> DbResult<i64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM replays WHERE tenant_id = $1 AND state = 'running'",
+            &[&tenant_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Starts a replay.
 ///
 /// # Errors

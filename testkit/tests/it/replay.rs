@@ -345,3 +345,61 @@ async fn a_replay_can_be_cancelled_midway() {
     assert_eq!(after["state"], "cancelled");
     assert_eq!(receiver.requests_to("/late").len() as u64, queued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_runs_a_few_replays_at_a_time() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let (_, token) = api.create_tenant("acme").await;
+    let (_, other) = api.create_tenant("other").await;
+    // No dispatcher runs here, so every replay stays running.
+    let hook = |token: String| {
+        let api = &api;
+        async move {
+            api.create_webhook(&token, json!({"url": "http://127.0.0.1:1/x"}))
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (mine, theirs) = (hook(token.clone()).await, hook(other.clone()).await);
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let start = |hook: &str, token: &str| {
+        let (api, path, token) = (
+            &api,
+            format!("/v1/webhooks/{hook}/replay"),
+            token.to_owned(),
+        );
+        async move {
+            api.call(
+                Method::POST,
+                &path,
+                Some(&token),
+                Some(&json!({"since": since})),
+            )
+            .await
+        }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (status, r) = start(&mine, &token).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let (status, refused) = start(&mine, &token).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    // Another tenant is not held back by this one's replays.
+    assert_eq!(start(&theirs, &other).await.0, StatusCode::ACCEPTED);
+    // A cancelled one makes room.
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/replays/{}/cancel", ids[0]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(start(&mine, &token).await.0, StatusCode::ACCEPTED);
+}
