@@ -523,6 +523,8 @@ async fn the_catalog_page_lists_types_with_schemas_and_examples() {
     }
     let browser = Browser::start().await;
     sign_in(&browser, &api.base, &token).await;
+    // Signed in once the landing page shows; only then is the token kept.
+    browser.wait_for("#new-webhook").await;
     until_shown(
         &browser,
         &api.base,
