@@ -56,53 +56,18 @@ pub struct EventTypeFields {
     pub group: Option<String>,
 }
 
-/// Adds a type to the catalog.
-///
-/// # Errors
-/// [`DbError::Conflict`] when the tenant already has a type of that name.
-pub async fn create(
+/// Runs an insert or update whose parameters are the tenant, the name and
+/// the fields in [`EventTypeFields`] order (`$1` to `$7`).
+async fn write(
     client: &impl GenericClient,
-    tenant_id: Uuid,
-    name: &str,
-    f: &EventTypeFields,
-) -> DbResult<EventTypeRow> {
-    let row = client
-        .query_one(
-            &format!(
-                "INSERT INTO event_types (tenant_id, name, description, schema, examples, deprecated, group_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-            ),
-            &[
-                &tenant_id,
-                &name,
-                &f.description,
-                &f.schema.as_ref().map(Json),
-                &Json(&f.examples),
-                &f.deprecated,
-                &f.group,
-            ],
-        )
-        .await?;
-    from_row(&row)
-}
-
-/// Writes every field of an existing type; `None` when there is none.
-///
-/// # Errors
-/// A database error.
-pub async fn update(
-    client: &impl GenericClient,
+    sql: &str,
     tenant_id: Uuid,
     name: &str,
     f: &EventTypeFields,
 ) -> DbResult<Option<EventTypeRow>> {
     let row = client
         .query_opt(
-            &format!(
-                "UPDATE event_types SET description = $3, schema = $4, examples = $5,
-                        deprecated = $6, group_name = $7, updated_at = now()
-                 WHERE tenant_id = $1 AND name = $2 RETURNING {COLUMNS}"
-            ),
+            &format!("{sql} RETURNING {COLUMNS}"),
             &[
                 &tenant_id,
                 &name,
@@ -115,6 +80,50 @@ pub async fn update(
         )
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// Adds a type to the catalog.
+///
+/// # Errors
+/// [`DbError::Conflict`] when the tenant already has a type of that name.
+pub async fn create(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    name: &str,
+    f: &EventTypeFields,
+) -> DbResult<EventTypeRow> {
+    write(
+        client,
+        "INSERT INTO event_types (tenant_id, name, description, schema, examples, deprecated, group_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        tenant_id,
+        name,
+        f,
+    )
+    .await?
+    .ok_or_else(|| DbError::Decode("an insert returned no row".to_owned()))
+}
+
+/// Writes every field of an existing type; `None` when there is none.
+///
+/// # Errors
+/// A database error.
+pub async fn update(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    name: &str,
+    f: &EventTypeFields,
+) -> DbResult<Option<EventTypeRow>> {
+    write(
+        client,
+        "UPDATE event_types SET description = $3, schema = $4, examples = $5,
+                deprecated = $6, group_name = $7, updated_at = now()
+         WHERE tenant_id = $1 AND name = $2",
+        tenant_id,
+        name,
+        f,
+    )
+    .await
 }
 
 /// One type of the tenant's catalog; `lock` takes a row lock for a
