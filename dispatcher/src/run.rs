@@ -61,6 +61,7 @@ pub async fn run(
         grace: settings.dispatcher.sweep_grace_seconds,
         interval: settings.dispatcher.sweep_interval_seconds,
     };
+    sweeper.epoch_round().await;
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let replayer = crate::replayer::Replayer {
         pool: base.pool.clone(),

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::{join_all, try_join_all};
 use herald_shared::amqp::consumer::HandlerError;
-use herald_shared::amqp::{Topology, confirmation, json_properties, publish};
+use herald_shared::amqp::{Topology, confirmation, publish};
 use herald_shared::db::DbError;
 use herald_shared::db::deliveries::{self, NewDelivery, NewEvent};
 use herald_shared::models::{DeliveryMessage, Severity};
@@ -286,6 +286,8 @@ async fn store(
             // The first payload stands: the messages carry the stored event.
             for (delivery_id, webhook_id) in pending {
                 let mut m = events[i].message(delivery_id, webhook_id);
+                // The first message may have gone out before the crash.
+                m.republished = true;
                 m.event_type = stored.event_type.clone();
                 m.data = stored.data.clone();
                 m.severity = stored.severity;
@@ -367,7 +369,7 @@ async fn publish_all(
             &exchange,
             &exchange,
             body,
-            json_properties().with_priority(jobs[*i].priority),
+            topology.new_delivery_properties(jobs[*i].priority),
         )
     }))
     .await?;

@@ -335,6 +335,11 @@ pub struct DeliveryMessage {
     /// `delivery.recovered`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reopened: bool,
+    /// Published again from Postgres after the broker lost messages: the
+    /// worker looks where the delivery stands before sending it, since the
+    /// first message may have been delivered after all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub republished: bool,
 }
 
 fn first_attempt() -> i32 {

@@ -1,6 +1,8 @@
 //! A real three-node RabbitMQ cluster on loopback, from the machine's
 //! Debian package (`rabbitmq-server` 3.10), for the tests that lose a node
-//! while events flow. The machine's own broker (5672) is not touched.
+//! while events flow; or one such node alone ([`RabbitCluster::single`]),
+//! for the tests that restart the broker. The machine's own broker (5672)
+//! is not touched.
 //!
 //! Each node has a name unique to the run (`herald-<run>-<n>@localhost`, so
 //! a leftover of a crashed run cannot collide), AMQP and Erlang
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::process::free_port;
 
-/// Nodes in the cluster.
+/// Nodes in a cluster.
 const NODES: usize = 3;
 /// How long nodes have to boot and to (re)join the cluster.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -55,10 +57,10 @@ struct Node {
     up: AtomicBool,
 }
 
-/// Three RabbitMQ nodes clustered on loopback; stopped and removed when
-/// dropped.
+/// RabbitMQ nodes clustered on loopback (three, or one alone); stopped
+/// and removed when dropped.
 pub struct RabbitCluster {
-    nodes: [Node; NODES],
+    nodes: Vec<Node>,
     /// Holds every node's directory.
     dir: PathBuf,
 }
@@ -72,6 +74,19 @@ impl RabbitCluster {
     /// `rabbitmq`), or the nodes do not start and cluster within 3 minutes
     /// (the message holds the node's log).
     pub async fn start() -> Self {
+        Self::start_nodes(NODES).await
+    }
+
+    /// Starts one node alone (a broker of its own, to restart at will) and
+    /// waits until it runs.
+    ///
+    /// # Panics
+    /// As [`Self::start`].
+    pub async fn single() -> Self {
+        Self::start_nodes(1).await
+    }
+
+    async fn start_nodes(count: usize) -> Self {
         assert!(
             tool("rabbitmq-server").exists(),
             "the cluster needs Debian's rabbitmq-server package (/usr/sbin/rabbitmq-server)"
@@ -80,17 +95,19 @@ impl RabbitCluster {
         let run_id = &run_id[..8];
         let dir = std::env::temp_dir().join(format!("herald-rabbit-{run_id}"));
         std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
-        let ports = distinct_ports(2 * NODES);
-        let nodes: [Node; NODES] = std::array::from_fn(|i| {
-            let n = i + 1;
-            Node {
-                name: format!("herald-{run_id}-{n}@localhost"),
-                amqp_port: ports[2 * i],
-                dist_port: ports[2 * i + 1],
-                dir: dir.join(format!("node{n}")),
-                up: AtomicBool::new(false),
-            }
-        });
+        let ports = distinct_ports(2 * count);
+        let nodes: Vec<Node> = (0..count)
+            .map(|i| {
+                let n = i + 1;
+                Node {
+                    name: format!("herald-{run_id}-{n}@localhost"),
+                    amqp_port: ports[2 * i],
+                    dist_port: ports[2 * i + 1],
+                    dir: dir.join(format!("node{n}")),
+                    up: AtomicBool::new(false),
+                }
+            })
+            .collect();
         // From here on, a panic drops the cluster, which cleans up.
         let cluster = Self { nodes, dir };
         for node in &cluster.nodes {
@@ -101,13 +118,9 @@ impl RabbitCluster {
         for node in &cluster.nodes {
             node.launch().await;
         }
-        let [first, second, third] = &cluster.nodes;
-        tokio::join!(
-            first.wait_booted(),
-            second.wait_booted(),
-            third.wait_booted()
-        );
-        for node in [second, third] {
+        futures_util::future::join_all(cluster.nodes.iter().map(Node::wait_booted)).await;
+        let (first, others) = cluster.nodes.split_first().expect("at least one node");
+        for node in others {
             node.ctl_ok(&["stop_app"]).await;
             node.ctl_ok(&["join_cluster", first.name.as_str()]).await;
             node.ctl_ok(&["start_app"]).await;

@@ -230,9 +230,10 @@ impl Worker {
     ) -> Result<Option<i32>, HandlerError> {
         // A first attempt's message, fresh from the dispatcher, finds its
         // delivery pending and unattempted: it needs no look. Anything else
-        // (a retry, a manual resend, a message seen before) checks where
-        // the delivery stands, so a duplicate costs no second POST.
-        let state = if m.attempt == 1 && !m.manual && !seen_before {
+        // (a retry, a manual resend, a message seen before or published
+        // again by the sweeper) checks where the delivery stands, so a
+        // duplicate costs no second POST.
+        let state = if m.attempt == 1 && !m.manual && !m.republished && !seen_before {
             DeliveryState {
                 status: DeliveryStatus::Pending,
                 attempt_count: 0,

@@ -22,7 +22,7 @@ use lapin::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::runtime::config::{AmqpSettings, QueueType, duration_name};
+use crate::runtime::config::{AmqpSettings, DeliveryMessages, QueueType, duration_name};
 
 /// Why a publish or a broker call failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,9 @@ pub struct Topology {
     invalid_max_length: u32,
     failed_max_length: u32,
     queue_type: QueueType,
+    /// New deliveries' messages are transient (see
+    /// [`Self::transient_deliveries`]).
+    transient_deliveries: bool,
 }
 
 impl Topology {
@@ -69,6 +72,9 @@ impl Topology {
             invalid_max_length: settings.invalid_max_length,
             failed_max_length: settings.failed_max_length,
             queue_type: settings.queue_type,
+            transient_deliveries: settings.delivery_messages == DeliveryMessages::Transient
+                && settings.queue_type == QueueType::Classic
+                && settings.broker_urls().len() == 1,
         })
     }
 
@@ -76,6 +82,37 @@ impl Topology {
     #[must_use]
     pub fn queue_type(&self) -> QueueType {
         self.queue_type
+    }
+
+    /// Properties of a new delivery's message, as the dispatcher publishes
+    /// it: transient or persistent (see [`Self::transient_deliveries`]).
+    #[must_use]
+    pub fn new_delivery_properties(&self, priority: u8) -> BasicProperties {
+        let properties = json_properties().with_priority(priority);
+        if self.transient_deliveries {
+            properties.with_delivery_mode(1)
+        } else {
+            properties
+        }
+    }
+
+    /// True when new deliveries' messages live only in the broker's
+    /// memory, so that a broker restart loses them (the sweeper then
+    /// publishes them again): `amqp.delivery_messages = "transient"` with
+    /// classic queues on one broker. On a cluster a classic queue's node
+    /// can restart while the node holding the epoch queue does not, and a
+    /// quorum queue writes every message to disk anyway: messages are then
+    /// persistent.
+    #[must_use]
+    pub fn transient_deliveries(&self) -> bool {
+        self.transient_deliveries
+    }
+
+    /// A non-durable queue the broker forgets when it restarts: while it
+    /// exists, no transient message has been lost since it was declared.
+    #[must_use]
+    pub fn epoch_queue(&self) -> String {
+        format!("{}.epoch", self.prefix)
     }
 
     #[must_use]
@@ -275,12 +312,54 @@ impl Topology {
         Ok(())
     }
 
+    /// Whether the broker's epoch is intact: declares the epoch queue
+    /// ([`Self::epoch_queue`], not durable, so the broker forgets it and
+    /// its message when it restarts) and answers whether it holds its
+    /// marker message ([`Self::mark_epoch`]). A declare rather than a
+    /// passive look, so that a missing queue does not close the channel.
+    ///
+    /// # Errors
+    /// A broker error.
+    pub async fn epoch_intact(&self, conn: &Connection) -> Result<bool, AmqpError> {
+        let ch = conn.create_channel().await?;
+        let queue = ch
+            .queue_declare(
+                self.epoch_queue().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = ch.close(200, "checked".into()).await;
+        Ok(queue.message_count() > 0)
+    }
+
+    /// Puts the marker message in the epoch queue, on `conn`, and waits for
+    /// its confirm. Fails when `conn` has been lost (the broker restarted
+    /// since it was opened), so a restart after a sweep began is never
+    /// marked as seen.
+    ///
+    /// # Errors
+    /// A broker error.
+    pub async fn mark_epoch(&self, conn: &Connection) -> Result<(), AmqpError> {
+        let ch = confirmed_channel(conn).await?;
+        publish_confirmed(
+            &ch,
+            "",
+            &self.epoch_queue(),
+            b"{}",
+            BasicProperties::default().with_content_type("application/json".into()),
+        )
+        .await?;
+        let _ = ch.close(200, "marked".into()).await;
+        Ok(())
+    }
+
     /// Deletes every queue and exchange of this prefix (tests' teardown).
     ///
     /// # Errors
     /// A broker error.
     pub async fn delete(&self, ch: &Channel) -> Result<(), AmqpError> {
-        for q in self.queues() {
+        for q in self.queues().into_iter().chain([self.epoch_queue()]) {
             ch.queue_delete(q.into(), QueueDeleteOptions::default())
                 .await?;
         }
@@ -606,35 +685,19 @@ impl Publisher {
     /// # Errors
     /// The broker cannot be reached.
     pub async fn queue_depths(&self, queues: &[String]) -> Result<Vec<Option<u32>>, AmqpError> {
+        queue_depths(&*self.connection().await?, queues).await
+    }
+
+    /// The live connection, connecting first if needed.
+    ///
+    /// # Errors
+    /// The broker cannot be reached.
+    pub async fn connection(&self) -> Result<Arc<Connection>, AmqpError> {
         self.channel().await?;
-        let conn = self
-            .lock()
+        self.lock()
             .as_ref()
             .map(|(conn, _)| Arc::clone(conn))
-            .ok_or(AmqpError::NotConnected)?;
-        let mut out = Vec::with_capacity(queues.len());
-        let mut ch = conn.create_channel().await?;
-        for q in queues {
-            let declared = ch
-                .queue_declare(
-                    q.as_str().into(),
-                    lapin::options::QueueDeclareOptions {
-                        passive: true,
-                        ..lapin::options::QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            match declared {
-                Ok(queue) => out.push(Some(queue.message_count())),
-                Err(_) => {
-                    out.push(None);
-                    ch = conn.create_channel().await?;
-                }
-            }
-        }
-        let _ = ch.close(200, "done".into()).await;
-        Ok(out)
+            .ok_or(AmqpError::NotConnected)
     }
 
     /// True while the channel is open.
@@ -720,6 +783,41 @@ impl Publisher {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Messages ready in each of `queues` (`None` for one that does not exist),
+/// asked on a channel of its own so that a missing queue, which makes the
+/// broker close the channel, cannot close another.
+///
+/// # Errors
+/// The broker cannot be reached.
+pub async fn queue_depths(
+    conn: &Connection,
+    queues: &[String],
+) -> Result<Vec<Option<u32>>, AmqpError> {
+    let mut out = Vec::with_capacity(queues.len());
+    let mut ch = conn.create_channel().await?;
+    for q in queues {
+        let declared = ch
+            .queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(queue) => out.push(Some(queue.message_count())),
+            Err(_) => {
+                out.push(None);
+                ch = conn.create_channel().await?;
+            }
+        }
+    }
+    let _ = ch.close(200, "done".into()).await;
+    Ok(out)
 }
 
 /// Sleeps for an exponential backoff step (0.2 s doubling to 10 s), or

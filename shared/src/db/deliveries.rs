@@ -56,6 +56,7 @@ impl NewEvent<'_> {
             due_at: None,
             manual: false,
             reopened: false,
+            republished: false,
         }
     }
 }
@@ -577,6 +578,7 @@ pub async fn messages_for(
                 due_at: None,
                 manual,
                 reopened: false,
+                republished: false,
             })
         })
         .collect()
@@ -740,6 +742,26 @@ pub async fn claim_overdue(
                  FOR UPDATE SKIP LOCKED)
              RETURNING id",
             &[&grace_secs, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Every delivery still waiting for its first attempt, created before this
+/// statement: after the broker lost its transient messages, those whose
+/// message was among them. Reads every partition (there is no index on
+/// pending deliveries, which would cost every delivery a write), so it is
+/// for the rare sweep after a broker restart, not for a loop.
+///
+/// # Errors
+/// A database error.
+pub async fn unattempted_pending(client: &impl GenericClient) -> DbResult<Vec<Uuid>> {
+    let rows = client
+        .query(
+            "SELECT id FROM deliveries
+             WHERE status = 'pending' AND attempt_count = 0 AND created_at < now()
+             ORDER BY id",
+            &[],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

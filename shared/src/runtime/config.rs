@@ -71,6 +71,16 @@ pub struct AmqpSettings {
     /// across a cluster). The retry queues are always quorum.
     #[serde(default)]
     pub queue_type: QueueType,
+    /// How the dispatcher publishes a new delivery's message: `transient`
+    /// (kept in the broker's memory) or `persistent` (written to its
+    /// disk). The delivery is already stored in Postgres, so a transient
+    /// message is not the durable copy: after a broker restart the
+    /// dispatcher's sweeper publishes again every delivery still pending.
+    /// Transient applies to classic queues on one broker (one URL); on a
+    /// cluster, or with quorum queues (which write every message to disk
+    /// whatever its mode), messages are persistent.
+    #[serde(default)]
+    pub delivery_messages: DeliveryMessages,
     /// Every exchange and queue name starts with this, so several Herald
     /// installations (or tests) can share one broker.
     pub prefix: String,
@@ -243,6 +253,19 @@ pub enum QueueType {
     /// Replicated by Raft across the cluster's nodes; survives losing a
     /// minority of them. RabbitMQ 3.10's quorum queues have no priorities.
     Quorum,
+}
+
+/// How new deliveries' messages are published (see
+/// [`AmqpSettings::delivery_messages`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMessages {
+    /// Written to disk by the broker before it confirms.
+    Persistent,
+    /// Kept in the broker's memory; republished from Postgres after a
+    /// broker restart.
+    #[default]
+    Transient,
 }
 
 impl AmqpSettings {
@@ -661,5 +684,17 @@ mod tests {
                 "{key}={value}"
             );
         }
+    }
+
+    #[test]
+    fn delivery_messages_are_transient_by_default_and_can_be_persistent() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.amqp.delivery_messages, DeliveryMessages::Transient);
+        let s = Settings::load_from(&env(&[("HERALD__AMQP__DELIVERY_MESSAGES", "persistent")]))
+            .unwrap();
+        assert_eq!(s.amqp.delivery_messages, DeliveryMessages::Persistent);
+        assert!(
+            Settings::load_from(&env(&[("HERALD__AMQP__DELIVERY_MESSAGES", "sometimes")])).is_err()
+        );
     }
 }

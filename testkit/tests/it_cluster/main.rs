@@ -6,7 +6,10 @@
 //!
 //! A test target of its own (`cargo test -p herald-testkit --test
 //! cluster`), out of the `it` suite: the cluster alone takes half a minute
-//! to start on 2 cores.
+//! to start on 2 cores. `transient` restarts a broker of its own (one node)
+//! under transient delivery messages.
+
+mod transient;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
