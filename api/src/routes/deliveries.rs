@@ -122,7 +122,7 @@ async fn recover_webhook(
     if webhooks::get(&client, tenant, id, false).await?.is_none() {
         return Err(ApiError::NotFound);
     }
-    let window = RecoverWindow {
+    let mut window = RecoverWindow {
         webhook_id: id,
         since: input.since,
         until: input.until,
@@ -141,10 +141,11 @@ async fn recover_webhook(
     }
     let mut recovered = 0u64;
     loop {
-        let ids = deliveries::reopen_failed_batch(&client, &window, RECOVER_BATCH).await?;
-        if ids.is_empty() {
+        let (ids, last) = deliveries::reopen_failed_batch(&client, &window, RECOVER_BATCH).await?;
+        let Some(last) = last else {
             break;
-        }
+        };
+        window.since = last;
         // Reopened rows whose messages do not go out (the broker fails
         // here) are `retrying` and due: the dispatcher's sweeper sends them.
         let mut messages = deliveries::messages_for(&client, &ids, false).await?;

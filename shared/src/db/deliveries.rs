@@ -690,9 +690,12 @@ pub async fn count_failed(client: &impl GenericClient, w: &RecoverWindow<'_>) ->
     Ok(row.get(0))
 }
 
-/// Reopens up to `limit` failed deliveries in the window (as `retrying`,
-/// due now) and answers their ids. Rows another caller holds are skipped,
-/// so concurrent recoveries split the work instead of doubling it.
+/// Reopens up to `limit` failed deliveries in the window, oldest first (as
+/// `retrying`, due now), and answers their ids and the creation time of
+/// the last: the next batch starts there (`since`), so a recovery reads
+/// the webhook's deliveries (through its index by time) once, not once per
+/// batch. Rows another caller holds are skipped, so concurrent recoveries
+/// split the work instead of doubling it.
 ///
 /// # Errors
 /// A database error.
@@ -700,7 +703,7 @@ pub async fn reopen_failed_batch(
     client: &impl GenericClient,
     w: &RecoverWindow<'_>,
     limit: i64,
-) -> DbResult<Vec<Uuid>> {
+) -> DbResult<(Vec<Uuid>, Option<DateTime<Utc>>)> {
     let rows = client
         .query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = now(), updated_at = now()
@@ -712,11 +715,12 @@ pub async fn reopen_failed_batch(
                    AND ($4::text IS NULL OR event_type = $4)
                  ORDER BY created_at LIMIT $5
                  FOR UPDATE SKIP LOCKED)
-             RETURNING id",
+             RETURNING id, created_at",
             &[&w.webhook_id, &w.since, &w.until, &w.event_type, &limit],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let last = rows.iter().map(|r| r.get::<_, DateTime<Utc>>(1)).max();
+    Ok((rows.iter().map(|r| r.get(0)).collect(), last))
 }
 
 /// Deliveries waiting for a retry whose due time is more than `grace`

@@ -256,3 +256,53 @@ async fn an_installation_from_before_partitions_keeps_its_history_in_its_days() 
         .await
         .expect("drop database");
 }
+
+/// A first attempt that succeeds updates its delivery without touching an
+/// index (a heap-only update): no index names the status, and the day's
+/// partition leaves room on each page (migration V19). Before it, the
+/// retry and failed indexes' predicates named `status`, and not one of
+/// these updates was heap-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_succeeds_at_once_is_updated_without_index_writes() {
+    const EVENTS: i64 = 60;
+    let env = TestEnv::new().await;
+    let (api, _dispatcher, _worker) = env.start_all().await;
+    let receiver = Receiver::start().await;
+    let (_, token) = api.create_tenant("acme").await;
+    api.create_webhook(&token, json!({"name": "h", "url": receiver.url("h")}))
+        .await;
+    for i in 0..EVENTS {
+        api.send_event(
+            &token,
+            json!({"id": format!("hot-{i}"), "event_type": "a.b", "data": {"i": i}}),
+        )
+        .await;
+    }
+    wait_until(WAIT, "every delivery a success", || async {
+        (env.count("SELECT count(*) FROM deliveries WHERE status = 'success'")
+            .await
+            == EVENTS)
+            .then_some(())
+    })
+    .await;
+    // Backends report their counts within a second or so of going idle.
+    let (updates, hot) = wait_until(WAIT, "the updates counted", || async {
+        let row = env
+            .db()
+            .await
+            .query_one(
+                "SELECT coalesce(sum(n_tup_upd), 0)::int8, coalesce(sum(n_tup_hot_upd), 0)::int8
+                 FROM pg_stat_user_tables WHERE relname LIKE 'deliveries_p%'",
+                &[],
+            )
+            .await
+            .expect("table statistics");
+        let (updates, hot): (i64, i64) = (row.get(0), row.get(1));
+        (updates >= EVENTS).then_some((updates, hot))
+    })
+    .await;
+    assert!(
+        hot * 10 >= updates * 9,
+        "{hot} of {updates} delivery updates were heap-only"
+    );
+}
