@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::routes;
-use crate::state::{AppState, TOKEN_CACHE_ENTRIES, TokenCache, TokenUse};
+use crate::state::{AppState, Shared, TOKEN_CACHE_ENTRIES, TokenCache, TokenUse};
 
 /// A bound, ready-to-run api.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Application {
             crate::console::parse_frame_ancestors(&settings.api.portal_frame_ancestors)
                 .map_err(anyhow::Error::msg)?;
         let catalogs = herald_shared::catalog::CatalogCache::new(pool.clone(), watch.clone());
-        let state = AppState {
+        let state = AppState::new(Shared {
             frame_ancestors: frame_ancestors.into(),
             sender,
             token_use: TokenUse::default(),
@@ -92,7 +92,7 @@ impl Application {
                 watch.clone(),
                 TOKEN_CACHE_ENTRIES,
             ),
-        };
+        });
         Ok(Self {
             listener,
             state,
