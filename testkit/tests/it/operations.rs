@@ -300,8 +300,12 @@ async fn the_backlog_age_shows_how_late_deliveries_are_taken_up() {
     let (_, token) = api.create_tenant("acme").await;
     api.create_webhook(&token, json!({"name": "h", "url": receiver.url("h")}))
         .await;
-    api.send_event(&token, json!({"event_type": "a.b", "data": {}}))
+    let id = api
+        .send_event(&token, json!({"event_type": "a.b", "data": {}}))
         .await;
+    // The age counts from the dispatcher's receipt (`received_at`), which
+    // may come a moment after the 202 while the dispatcher starts.
+    env.wait_event_stored(&id).await;
     // No worker for three seconds: the delivery waits in the queue.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let worker = env.start_worker().await;
