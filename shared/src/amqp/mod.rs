@@ -108,8 +108,9 @@ impl Topology {
         self.transient_deliveries
     }
 
-    /// A non-durable queue the broker forgets when it restarts: while it
-    /// exists, no transient message has been lost since it was declared.
+    /// A non-durable queue the broker forgets, with its marker message,
+    /// when it restarts: while it holds the marker, no transient message
+    /// has been lost since the marker was put there.
     #[must_use]
     pub fn epoch_queue(&self) -> String {
         format!("{}.epoch", self.prefix)
